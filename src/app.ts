@@ -1,0 +1,99 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import path from 'node:path';
+import { createBlobFills } from './cache/blob-fill.js';
+import { createManifestFill } from './cache/manifest-fill.js';
+import { createPullThroughRegistry } from './cache/pull-through-registry.js';
+import type { Config } from './config/config.js';
+import { parseListenAddress } from './config/units.js';
+import { createHttpApp } from './http/create-http-app.js';
+import type { Logger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createBlobStore } from './storage/blob-store.js';
+import { createManifestCache } from './storage/manifest-cache.js';
+import { createMetadataIndex } from './storage/metadata-index.js';
+import { reconcileStorage } from './storage/reconcile.js';
+import { createUpstream } from './upstream/upstream-client.js';
+import { createUpstreamRouter } from './upstream/upstream-router.js';
+
+export interface AppDeps {
+  readonly logger: Logger;
+  readonly now?: () => number;
+  /** Collect Node's process metrics too (off in tests that run many instances). @default true */
+  readonly withDefaultMetrics?: boolean;
+}
+
+export interface App {
+  readonly server: Server;
+  readonly metrics: Metrics;
+  /** Starts listening on `config.listen`; resolves to the bound address. */
+  listen(): Promise<AddressInfo>;
+  /** Stops accepting, lets running fills end (bounded), closes the index and upstream pools. */
+  close(options?: { graceMs?: number }): Promise<void>;
+}
+
+const ACCESS_FLUSH_MS = 5_000;
+
+/**
+ * The composition root: builds every module from the config, in dependency order, and wires
+ * them. Nothing listens until {@link App.listen}.
+ */
+export async function createApp(config: Config, deps: AppDeps): Promise<App> {
+  const now = deps.now ?? Date.now;
+  const { logger } = deps;
+  const metrics = createMetrics({ withDefaultMetrics: deps.withDefaultMetrics ?? true });
+  const store = createBlobStore({ root: config.storage.root });
+  await store.init();
+  const index = createMetadataIndex({ path: path.join(store.root, 'index.db') }, { now });
+  await reconcileStorage(store, index, logger);
+
+  const upstreams = config.upstreams.map((upstream) => createUpstream(upstream, { metrics, logger, now }));
+  const router = createUpstreamRouter(upstreams, { defaultHost: config.upstreams.find((u) => u.default)?.host });
+  const tagTtls = new Map(config.upstreams.map((u) => [u.host, u.tagTtl]));
+  const memory = createManifestCache({ maxBytes: config.cache.manifestMemoryBytes });
+  const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout }, { store, index, metrics, logger });
+  const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes }, { store, index, memory, metrics, logger });
+  const registry = createPullThroughRegistry(
+    { tagTtlMs: (host) => tagTtls.get(host) ?? 0 },
+    { router, store, index, manifests, fills, metrics, logger, now },
+  );
+
+  const app = createHttpApp({ registry, metrics, logger, exposeMetrics: config.metrics.enabled });
+  const server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 }, app);
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
+    // containers/image with `insecure = true` opens with a TLS handshake (first byte 0x16) and
+    // falls back to plain HTTP once the connection is closed; an HTTP 400 would only confuse it.
+    if (err.rawPacket?.[0] === 0x16 || !socket.writable) return void socket.destroy();
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
+
+  const flushTimer = setInterval(() => index.flushAccess(), ACCESS_FLUSH_MS);
+  flushTimer.unref();
+
+  return {
+    server,
+    metrics,
+    listen() {
+      const { host, port } = parseListenAddress(config.listen);
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address() as AddressInfo;
+          logger.info({ address: `${address.address}:${address.port}`, upstreams: config.upstreams.map((u) => `${u.host}=${u.url}`), storage: store.root }, 'pullthrough listening');
+          resolve(address);
+        });
+      });
+    },
+    async close({ graceMs = 10_000 } = {}) {
+      clearInterval(flushTimer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([Promise.all([closed, fills.drain()]), grace]);
+      server.closeAllConnections();
+      await Promise.all(upstreams.map((u) => u.close().catch(() => undefined)));
+      index.close();
+    },
+  };
+}

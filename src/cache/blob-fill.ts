@@ -1,0 +1,148 @@
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Digest } from '../oci/digest.js';
+import type { ByteRange, BlobStore } from '../storage/blob-store.js';
+import { BlobWriter } from '../storage/blob-writer.js';
+import { DigestMismatchError } from '../storage/digest-mismatch-error.js';
+import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { Upstream } from '../upstream/upstream-client.js';
+import { FillReader, type FillProgress } from './fill-reader.js';
+
+/** A fill whose upstream answered: its size (when known) and a way to read it as it lands. */
+export interface JoinedFill {
+  readonly size: number | undefined;
+  /** Whether this caller started the fill (false: it joined one already running). */
+  readonly isStarter: boolean;
+  /** A new stream of `range` (or all) of the blob; the caller owns it. */
+  createReader(range?: ByteRange): Readable;
+}
+
+/** Starts and joins blob fills; at most one upstream fetch per digest at a time. */
+export interface BlobFills {
+  /**
+   * Joins the running fill of `digest` or starts one from `upstream`. Resolves once the upstream
+   * has answered with a body; rejects with its UpstreamError (a 404 included) otherwise.
+   */
+  join(upstream: Upstream, link: RepositoryRecord, digest: Digest): Promise<JoinedFill>;
+  /** Fills still running. */
+  readonly size: number;
+  /** Resolves when every running fill has ended (for shutdown and tests). */
+  drain(): Promise<void>;
+}
+
+class BlobFill implements FillProgress {
+  writer!: BlobWriter;
+  size: number | undefined;
+  state: 'filling' | 'committed' | 'failed' = 'filling';
+  error: Error | undefined;
+  readonly done: Promise<void>;
+  readonly ready: Promise<void>;
+  #listeners: Array<() => void> = [];
+
+  constructor(run: (fill: BlobFill) => Promise<void>, started: Promise<void>) {
+    this.ready = started;
+    this.done = run(this);
+  }
+
+  onChange(listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  notify(): void {
+    const listeners = this.#listeners;
+    this.#listeners = [];
+    for (const listener of listeners) listener();
+  }
+}
+
+/**
+ * The fills of one instance. Each streams the upstream body into a temp file (never into
+ * memory); every client, the first included, reads that file as it grows, so a slow or
+ * vanished client never slows or aborts the fill, and the fill never waits on a client.
+ * The fill is bounded by `fillTimeoutMs` instead. The index row is written only after the
+ * rename, so nothing unverified is ever served as cached.
+ */
+export function createBlobFills(
+  options: { fillTimeoutMs: number },
+  deps: { store: BlobStore; index: MetadataIndex; metrics: Metrics; logger: Logger },
+): BlobFills {
+  const running = new Map<string, BlobFill>();
+
+  function start(upstream: Upstream, link: RepositoryRecord, digest: Digest): BlobFill {
+    let markReady!: () => void;
+    let markFailed!: (err: unknown) => void;
+    const started = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      markFailed = reject;
+    });
+    // Callers await `ready`; the rejection is also observed here so it is never unhandled.
+    started.catch(() => undefined);
+
+    return new BlobFill(async (fill) => {
+      const began = performance.now();
+      const signal = AbortSignal.timeout(options.fillTimeoutMs);
+      deps.metrics.fillsInFlight.inc();
+      let result = 'error';
+      try {
+        fill.writer = await BlobWriter.create(deps.store, digest, () => fill.notify());
+        try {
+          const response = await upstream.getBlob(link.repository, digest.value, { signal });
+          fill.size = response.size;
+          markReady();
+          await pipeline(response.body, fill.writer, { signal });
+          const size = await fill.writer.commit(digest, response.size);
+          deps.index.putContent({ digest: digest.value, size, mediaType: null, kind: 'blob' }, link);
+          fill.state = 'committed';
+          result = 'committed';
+        } finally {
+          fill.writer.release();
+        }
+      } catch (err) {
+        fill.error = err as Error;
+        fill.state = 'failed';
+        markFailed(err);
+        if (err instanceof DigestMismatchError) {
+          result = 'mismatch';
+          deps.metrics.digestMismatches.inc();
+          deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: err.message }, 'upstream sent a blob that does not match its digest; discarded');
+        } else if (fill.writer) {
+          deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: (err as Error).message }, 'blob fill failed');
+        }
+        await fill.writer?.discard().catch(() => undefined);
+      } finally {
+        running.delete(digest.value);
+        deps.metrics.fillsInFlight.dec();
+        deps.metrics.fillSeconds.observe({ result }, (performance.now() - began) / 1000);
+        fill.notify();
+      }
+    }, started);
+  }
+
+  return {
+    async join(upstream, link, digest) {
+      let fill = running.get(digest.value);
+      const isStarter = fill === undefined;
+      if (!fill) {
+        fill = start(upstream, link, digest);
+        running.set(digest.value, fill);
+      }
+      await fill.ready;
+      const joined = fill;
+      const createReader = (range?: ByteRange): Readable => {
+        // A fill that ended has released its descriptor: read the committed file instead.
+        if (joined.state === 'committed') return deps.store.createReadStream(digest, range);
+        if (joined.state === 'failed') return Readable.from([]).destroy(joined.error);
+        return new FillReader(joined, range);
+      };
+      return { size: joined.size, isStarter, createReader };
+    },
+    get size() {
+      return running.size;
+    },
+    async drain() {
+      await Promise.all([...running.values()].map((fill) => fill.done));
+    },
+  };
+}

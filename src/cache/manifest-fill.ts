@@ -1,0 +1,69 @@
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { manifestReferences } from '../oci/manifest.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { CachedManifest, ManifestCache } from '../storage/manifest-cache.js';
+import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { Upstream } from '../upstream/upstream-client.js';
+import { UpstreamError } from '../upstream/upstream-error.js';
+
+/** Reads and fills manifests: memory, then disk, then the upstream (verified before stored). */
+export interface ManifestFill {
+  /** The cached manifest with this digest, from memory or disk, or undefined. */
+  local(digest: string): Promise<CachedManifest | undefined>;
+  /**
+   * GETs a manifest from the upstream, verifies it (against `expected` when fetched by digest,
+   * else against the upstream's Docker-Content-Digest when sent), stores and indexes it.
+   * @throws UpstreamError, of kind 'invalid' for a manifest that fails verification.
+   */
+  fetch(upstream: Upstream, link: RepositoryRecord, reference: string, accept: readonly string[], expected?: Digest): Promise<CachedManifest>;
+}
+
+export function createManifestFill(
+  options: { maxManifestBytes: number },
+  deps: { store: BlobStore; index: MetadataIndex; memory: ManifestCache; metrics: Metrics; logger: Logger },
+): ManifestFill {
+  return {
+    async local(digest) {
+      const hot = deps.memory.get(digest);
+      if (hot) return hot;
+      const record = deps.index.getContent(digest);
+      if (!record || record.kind !== 'manifest' || !record.mediaType) return undefined;
+      let bytes: Buffer;
+      try {
+        bytes = await deps.store.readAll(parseDigest(digest));
+      } catch (err) {
+        // The index says yes but the file is gone (removed by hand): treat it as a miss.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+      const manifest = { digest, mediaType: record.mediaType, bytes };
+      deps.memory.set(manifest);
+      return manifest;
+    },
+
+    async fetch(upstream, link, reference, accept, expected) {
+      const response = await upstream.getManifest(link.repository, reference, { accept, maxBytes: options.maxManifestBytes });
+      const algorithm = expected?.algorithm ?? 'sha256';
+      const digest = digestOf(response.bytes, algorithm);
+      const claimed = expected?.value ?? (response.digest?.startsWith(`${algorithm}:`) ? response.digest : undefined);
+      if (claimed !== undefined && claimed !== digest) {
+        deps.metrics.digestMismatches.inc();
+        deps.logger.warn({ upstream: upstream.host, repository: link.repository, reference, expected: claimed, actual: digest }, 'upstream sent a manifest that does not match its digest; discarded');
+        throw new UpstreamError('invalid', upstream.host, `upstream ${upstream.host} sent manifest ${reference} whose content does not match digest ${claimed}`);
+      }
+      if (!response.mediaType) {
+        throw new UpstreamError('invalid', upstream.host, `upstream ${upstream.host} sent manifest ${reference} without a media type`);
+      }
+      const parsed = parseDigest(digest);
+      if ((await deps.store.size(parsed)) === undefined) await deps.store.writeAll(parsed, response.bytes);
+      const references = manifestReferences(response.bytes, response.mediaType);
+      const children = [...references.manifests, ...references.blobs].map((d) => d.digest);
+      deps.index.putContent({ digest, size: response.bytes.length, mediaType: response.mediaType, kind: 'manifest' }, link, children);
+      const manifest = { digest, mediaType: response.mediaType, bytes: response.bytes };
+      deps.memory.set(manifest);
+      return manifest;
+    },
+  };
+}

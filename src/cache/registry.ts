@@ -1,0 +1,53 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import type { ManifestReference, RepositoryRequest } from '../oci/reference.js';
+import type { ByteRange } from '../storage/blob-store.js';
+
+/** Where an answer came from, for metrics and logs. */
+export type Source = 'cache' | 'upstream';
+
+export interface ManifestResult {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly size: number;
+  /** The exact bytes; absent for HEAD answers that did not need them. */
+  readonly bytes: Buffer | undefined;
+  readonly source: Source;
+  /** Set when a cached answer is served because the upstream could not revalidate it. */
+  readonly staleWarning?: string | undefined;
+}
+
+export interface BlobResult {
+  readonly digest: string;
+  /** Unknown only while a fill from an upstream that sent no Content-Length is running. */
+  readonly size: number | undefined;
+  readonly source: Source;
+  /** Opens the bytes (all, or one range); the caller owns the stream. Absent for HEAD. */
+  readonly open: ((range?: ByteRange) => Readable) | undefined;
+}
+
+export interface Page<T> {
+  readonly items: readonly T[];
+  readonly hasMore: boolean;
+}
+
+export interface PageOptions {
+  readonly n?: number | undefined;
+  readonly last?: string | undefined;
+}
+
+export interface ReadOptions {
+  readonly method: 'GET' | 'HEAD';
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * The registry as the HTTP layer sees it. It cannot tell a cache hit from a miss: every answer
+ * has the same shape. Protocol failures are OciErrors; upstream failures are UpstreamErrors.
+ */
+export interface Registry {
+  getManifest(request: RepositoryRequest, reference: ManifestReference, options: ReadOptions & { accept: readonly string[] }): Promise<ManifestResult>;
+  getBlob(request: RepositoryRequest, digest: Digest, options: ReadOptions): Promise<BlobResult>;
+  listTags(request: RepositoryRequest, options: PageOptions & { signal?: AbortSignal | undefined }): Promise<Page<string> & { staleWarning?: string | undefined }>;
+  listRepositories(options: PageOptions): Promise<Page<string>>;
+}

@@ -1,0 +1,119 @@
+import { z } from 'zod';
+import { parseDurationMs, parseListenAddress, parseSizeBytes } from './units.js';
+
+/*
+ * The one typed config. Adding a key is one field here: its type, its rule and its default live
+ * together, and `Config` follows from the schema. Every object is strict, so a misspelt key
+ * stops start-up instead of being ignored.
+ */
+
+function unit<T>(parse: (input: string | number) => T) {
+  return z.union([z.string(), z.number()]).transform((input, ctx) => {
+    try {
+      return parse(input);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+}
+
+const duration = unit(parseDurationMs);
+const size = unit(parseSizeBytes);
+
+const registryHost = z
+  .string()
+  .regex(
+    /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::\d{1,5})?$/,
+    'expected a registry host such as docker.io, ghcr.io or localhost:5001 (no scheme, no path)',
+  );
+
+const upstreamUrl = z
+  .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+  .refine((url) => {
+    const parsed = new URL(url);
+    return parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username;
+  }, 'expected a bare origin such as https://registry-1.docker.io (no path, query or credentials)')
+  .transform((url) => new URL(url).origin);
+
+const upstreamSchema = z.strictObject({
+  /** The registry host clients name in image references (`docker.io`, `ghcr.io`). */
+  host: registryHost,
+  /** Where that registry really answers. */
+  url: upstreamUrl,
+  /** Bare names and names without a registry host go here. @default false */
+  default: z.boolean().default(false),
+  /** How long a cached tag is served before it is revalidated with a HEAD; 0 = every pull. @default 5m */
+  tagTtl: duration.default(300_000),
+  timeouts: z
+    .strictObject({
+      /** TCP + TLS connect. @default 10s */
+      connect: duration.default(10_000),
+      /** From request sent to response headers. @default 30s */
+      headers: duration.default(30_000),
+      /** Longest silence inside a response body. @default 30s */
+      bodyIdle: duration.default(30_000),
+    })
+    .prefault({}),
+});
+
+export const configSchema = z
+  .strictObject({
+    /** host:port the registry API listens on. @default 127.0.0.1:5000 */
+    listen: z
+      .string()
+      .default('127.0.0.1:5000')
+      .superRefine((value, ctx) => {
+        try {
+          parseListenAddress(value);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      }),
+    /** @default info */
+    logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    storage: z
+      .strictObject({
+        /** Data directory: blobs/, tmp/ and index.db. Relative paths are relative to the working directory. @default ./storage */
+        root: z.string().min(1).default('./storage'),
+      })
+      .prefault({}),
+    cache: z
+      .strictObject({
+        /** Manifests larger than this are refused (they are held in memory). @default 4MiB */
+        maxManifestBytes: size.default(4 * 2 ** 20),
+        /** Memory for hot manifests. @default 64MiB */
+        manifestMemoryBytes: size.default(64 * 2 ** 20),
+        /** Upper bound on one blob fill, which goes on after its client has gone. @default 30m */
+        fillTimeout: duration.default(1_800_000),
+      })
+      .prefault({}),
+    metrics: z
+      .strictObject({
+        /** Serve Prometheus metrics at /metrics. @default true */
+        enabled: z.boolean().default(true),
+      })
+      .prefault({}),
+    upstreams: z
+      .array(upstreamSchema)
+      .min(1, 'configure at least one upstream')
+      .superRefine((upstreams, ctx) => {
+        const seen = new Set<string>();
+        upstreams.forEach((upstream, i) => {
+          const host = upstream.host.toLowerCase();
+          if (seen.has(host)) {
+            ctx.addIssue({ code: 'custom', path: [i, 'host'], message: `host ${host} is configured twice` });
+          }
+          seen.add(host);
+        });
+        const defaults = upstreams.flatMap((u, i) => (u.default ? [i] : []));
+        for (const i of defaults.slice(1)) {
+          ctx.addIssue({ code: 'custom', path: [i, 'default'], message: 'only one upstream may be the default' });
+        }
+      }),
+  });
+
+/** The validated, defaults-filled, frozen configuration. */
+export type Config = z.output<typeof configSchema>;
+/** One upstream registry's settings. */
+export type UpstreamConfig = Config['upstreams'][number];

@@ -1,0 +1,99 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { configSchema, type Config } from './config.js';
+
+/** Start-up stops on this: it lists every problem found, each with its key path. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly problems: readonly string[];
+
+  constructor(source: string, problems: readonly string[], options?: { cause?: unknown }) {
+    super(`invalid config (${source}):\n${problems.map((p) => `  - ${p}`).join('\n')}`, options);
+    this.problems = problems;
+  }
+}
+
+/**
+ * Environment variables that override one config key each. An explicit list, so that no stray
+ * variable can change behaviour and every override is documented in README.
+ */
+export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = {
+  PULLTHROUGH_LISTEN: ['listen'],
+  PULLTHROUGH_LOG_LEVEL: ['logLevel'],
+  PULLTHROUGH_STORAGE_ROOT: ['storage', 'root'],
+};
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : `${out ? '.' : ''}${String(key)}`;
+  return out || '(top level)';
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+/**
+ * Validates an already-parsed config document with environment overrides applied, fills defaults
+ * and freezes the result.
+ * @throws ConfigError listing every invalid or unknown key.
+ */
+export function parseConfig(document: unknown, env: Readonly<Record<string, string | undefined>>, source: string): Config {
+  if (document === null || document === undefined) document = {};
+  if (typeof document !== 'object' || Array.isArray(document)) {
+    throw new ConfigError(source, ['(top level): expected a mapping of keys']);
+  }
+  const raw = structuredClone(document) as Record<string, unknown>;
+  for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') setPath(raw, path, value);
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return `${issue.keys.map((key) => formatPath([...issue.path, key])).join(', ')}: unknown key`;
+      }
+      const envName = Object.entries(ENV_OVERRIDES).find(([, p]) => p.join('.') === issue.path.join('.'))?.[0];
+      const fromEnv = envName && env[envName] ? ` (set by ${envName})` : '';
+      return `${formatPath(issue.path)}${fromEnv}: ${issue.message}`;
+    });
+    throw new ConfigError(source, problems);
+  }
+  return deepFreeze(result.data);
+}
+
+/**
+ * Reads a YAML config file, applies the allow-listed environment overrides, validates it and
+ * returns the frozen config. Runs once, at start-up.
+ * @throws ConfigError when the file cannot be read or parsed, or any key is invalid.
+ */
+export function loadConfig(path: string, env: Readonly<Record<string, string | undefined>>): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file: ${(err as Error).message}`], { cause: err });
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(path, [`not valid YAML: ${(err as Error).message}`], { cause: err });
+  }
+  return parseConfig(document, env, path);
+}

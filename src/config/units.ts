@@ -1,0 +1,52 @@
+/** Parsers for the human units config files use. Each throws an Error whose message says what is accepted. */
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const DURATION_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `0`, `250ms`, `90s`, `5m`, `1h`, `7d` (or a number of seconds) → milliseconds. */
+export function parseDurationMs(input: string | number): number {
+  if (typeof input === 'number') {
+    if (Number.isFinite(input) && input >= 0) return Math.round(input * 1000);
+  } else {
+    const text = input.trim();
+    if (text === '0') return 0;
+    const match = DURATION.exec(text);
+    if (match) return Math.round(Number(match[1]) * DURATION_MS[match[2] as keyof typeof DURATION_MS]);
+  }
+  throw new Error(`expected a duration such as 0, 500ms, 90s, 5m, 1h or 7d, got ${JSON.stringify(input)}`);
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?$/;
+const SIZE_BYTES = {
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KiB: 2 ** 10,
+  MiB: 2 ** 20,
+  GiB: 2 ** 30,
+  TiB: 2 ** 40,
+} as const;
+
+/** `512`, `64KiB`, `4MiB`, `50GiB`, `1.5GB` → bytes. */
+export function parseSizeBytes(input: string | number): number {
+  if (typeof input === 'number') {
+    if (Number.isSafeInteger(input) && input >= 0) return input;
+  } else {
+    const match = SIZE.exec(input.trim());
+    if (match) return Math.floor(Number(match[1]) * SIZE_BYTES[(match[2] ?? 'B') as keyof typeof SIZE_BYTES]);
+  }
+  throw new Error(`expected a size such as 512, 64KiB, 4MiB or 50GiB, got ${JSON.stringify(input)}`);
+}
+
+/** `host:port`, `:port` or `[::1]:port` → its parts; port 0 asks the OS for a free one. */
+export function parseListenAddress(input: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]*):(\d{1,5})$/.exec(input.trim());
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port > 65535) {
+    throw new Error(`expected host:port such as 127.0.0.1:5000 or 0.0.0.0:5000, got ${JSON.stringify(input)}`);
+  }
+  const host = (match[1] as string).replace(/^\[|\]$/g, '');
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}

@@ -1,0 +1,101 @@
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Registry } from '../cache/registry.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { OciError } from '../oci/errors.js';
+import { createErrorHandler, sendOciError } from './error-handler.js';
+import { labels, setApiVersion } from './request-context.js';
+import { createBlobHandler } from './routes/blobs.js';
+import { createCatalogHandler, createTagsHandler } from './routes/listings.js';
+import { createManifestHandler } from './routes/manifests.js';
+
+export interface HttpAppDeps {
+  readonly registry: Registry;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Serve Prometheus metrics at /metrics. */
+  readonly exposeMetrics: boolean;
+}
+
+/** `/v2/<name>/…`: names contain slashes, so the routes are expressions, not path patterns. */
+const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const UPLOAD_PATH = /^\/v2\/(.+)\/blobs\/uploads(?:\/.*)?$/;
+const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
+const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
+
+function accessLog(logger: Logger, metrics: Metrics) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const started = performance.now();
+    res.once('close', () => {
+      const { kind, source } = labels(res);
+      const seconds = (performance.now() - started) / 1000;
+      const status = res.writableFinished ? res.statusCode : 499;
+      metrics.httpRequests.inc({ kind, method: req.method, status: String(status) });
+      metrics.httpRequestSeconds.observe({ kind, source: source ?? 'none' }, seconds);
+      logger.info(
+        {
+          method: req.method,
+          path: req.originalUrl,
+          status,
+          bytes: Number(res.getHeader('content-length') ?? 0),
+          durationMs: Math.round(seconds * 1000),
+          kind,
+          source,
+          userAgent: req.headers['user-agent'],
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+/**
+ * The registry's HTTP face: the distribution-spec pull API over a {@link Registry}, OCI error
+ * bodies for everything else. Read-only: push and delete answer 405 UNSUPPORTED. No compression
+ * middleware, ever: clients hash the exact bytes they receive.
+ */
+export function createHttpApp(deps: HttpAppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+  app.use(accessLog(deps.logger, deps.metrics));
+
+  app.get('/healthz', (_req, res) => {
+    labels(res).kind = 'health';
+    res.json({ status: 'ok' });
+  });
+  if (deps.exposeMetrics) {
+    app.get('/metrics', async (_req, res) => {
+      labels(res).kind = 'metrics';
+      res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    });
+  }
+
+  app.use('/v2', (_req, res, next) => {
+    setApiVersion(res);
+    next();
+  });
+  app.get(['/v2', '/v2/'], (_req, res) => {
+    labels(res).kind = 'base';
+    res.json({});
+  });
+  app.get('/v2/_catalog', createCatalogHandler(deps.registry));
+  app.all(MANIFEST_PATH, createManifestHandler(deps.registry, deps.metrics));
+  app.all(UPLOAD_PATH, () => {
+    throw new OciError('UNSUPPORTED', 'blob uploads are not supported: pullthrough is a read-only mirror');
+  });
+  app.all(BLOB_PATH, createBlobHandler(deps.registry, deps.metrics, deps.logger));
+  app.get(TAGS_PATH, createTagsHandler(deps.registry));
+
+  app.use((req, res) => {
+    const error =
+      req.method === 'GET' || req.method === 'HEAD'
+        ? new OciError('NAME_UNKNOWN', `no registry endpoint at ${req.path}`)
+        : new OciError('UNSUPPORTED', `${req.method} ${req.path} is not supported: pullthrough is a read-only mirror`);
+    sendOciError(res, error);
+  });
+  app.use(createErrorHandler(deps.logger));
+  return app;
+}

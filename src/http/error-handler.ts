@@ -1,0 +1,56 @@
+import type { ErrorRequestHandler, Response } from 'express';
+import type { Logger } from '../logger.js';
+import { OciError } from '../oci/errors.js';
+import { UpstreamError } from '../upstream/upstream-error.js';
+
+/** The challenge sent when an upstream wants credentials the request did not bring. */
+export const BASIC_CHALLENGE = 'Basic realm="pullthrough"';
+
+/**
+ * The one place errors become client answers. Upstream outages are 503 UNAVAILABLE naming the
+ * upstream (containerd then falls back to the next host at once); anything unrecognised is a
+ * 500 UNKNOWN whose details stay in the log.
+ */
+export function toOciError(err: unknown): OciError {
+  if (err instanceof OciError) return err;
+  if (err instanceof UpstreamError) {
+    const retry = err.retryAfterSeconds !== undefined ? { 'retry-after': String(err.retryAfterSeconds) } : undefined;
+    switch (err.kind) {
+      case 'auth':
+        return new OciError('UNAUTHORIZED', err.message, { cause: err, headers: { 'www-authenticate': BASIC_CHALLENGE } });
+      case 'status':
+        if (err.status === 429) return new OciError('TOOMANYREQUESTS', err.message, { cause: err, ...(retry && { headers: retry }) });
+        return new OciError('UNAVAILABLE', err.message, { cause: err, detail: { upstream: err.upstream, status: err.status }, ...(retry && { headers: retry }) });
+      default:
+        return new OciError('UNAVAILABLE', err.message, { cause: err, detail: { upstream: err.upstream } });
+    }
+  }
+  return new OciError('UNKNOWN');
+}
+
+/** Writes an OCI error envelope; a HEAD request gets the status and headers only. */
+export function sendOciError(res: Response, error: OciError): void {
+  res.status(error.status);
+  for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
+  if (res.req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const body = { errors: [{ code: error.code, message: error.message, detail: error.detail ?? null }] };
+  res.type('application/json').send(JSON.stringify(body));
+}
+
+export function createErrorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const error = toOciError(err);
+    if (error.code === 'UNKNOWN' && !(err instanceof OciError)) {
+      logger.error({ err, method: req.method, path: req.path }, 'unexpected error');
+    }
+    if (res.headersSent) {
+      // A half-sent body must never look complete: cut the connection.
+      res.destroy(err instanceof Error ? err : undefined);
+      return;
+    }
+    sendOciError(res, error);
+  };
+}

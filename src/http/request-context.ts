@@ -1,0 +1,27 @@
+import type { Request, Response } from 'express';
+import type { RepositoryRequest } from '../oci/reference.js';
+import type { Source } from '../cache/registry.js';
+
+/** What the access log and metrics learn about a request from its route. */
+export interface RequestLabels {
+  kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'other';
+  source?: Source;
+}
+
+/** The per-request labels; routes fill them in, the access log reads them. */
+export function labels(res: Response): RequestLabels {
+  const locals = res.locals as { labels?: RequestLabels };
+  locals.labels ??= { kind: 'other' };
+  return locals.labels;
+}
+
+/** The repository of `/v2/<name>/…` with containerd's `ns=` mirror parameter, when sent. */
+export function repositoryRequest(req: Request, name: string): RepositoryRequest {
+  const ns = req.query['ns'];
+  return { name, namespace: typeof ns === 'string' ? ns : undefined };
+}
+
+/** Headers every registry answer carries (distribution-spec "API Version Check"). */
+export function setApiVersion(res: Response): void {
+  res.setHeader('docker-distribution-api-version', 'registry/2.0');
+}

@@ -1,0 +1,65 @@
+import { pipeline } from 'node:stream/promises';
+import type { Request, Response } from 'express';
+import type { Registry } from '../../cache/registry.js';
+import type { Logger } from '../../logger.js';
+import type { Metrics } from '../../metrics.js';
+import { parseDigest } from '../../oci/digest.js';
+import { OciError } from '../../oci/errors.js';
+import type { ByteRange } from '../../storage/blob-store.js';
+import { parseRange } from '../range.js';
+import { labels, repositoryRequest } from '../request-context.js';
+
+/** `GET`/`HEAD /v2/<name>/blobs/<digest>`, with single byte ranges (distribution-spec "Pulling blobs"). */
+export function createBlobHandler(registry: Registry, metrics: Metrics, logger: Logger) {
+  return async (req: Request, res: Response): Promise<void> => {
+    labels(res).kind = 'blob';
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      throw new OciError('UNSUPPORTED', `${req.method} of blobs is not supported: pullthrough is a read-only mirror`);
+    }
+    const params = req.params as Record<string, string>;
+    const digest = parseDigest(params['1'] ?? '');
+    const blob = await registry.getBlob(repositoryRequest(req, params['0'] ?? ''), digest, { method: req.method });
+    labels(res).source = blob.source;
+    res.setHeader('content-type', 'application/octet-stream');
+    res.setHeader('docker-content-digest', blob.digest);
+    res.setHeader('etag', `"${blob.digest}"`);
+    if (blob.size === undefined) {
+      // The upstream sent no length; clients still get the bytes, chunked, but no ranges.
+      res.status(200);
+      if (!blob.open || req.method === 'HEAD') return void res.end();
+      return stream(blob.open(), blob.source, undefined);
+    }
+    res.setHeader('accept-ranges', 'bytes');
+    const range = parseRange(req.headers.range, blob.size);
+    if (range.kind === 'unsatisfiable') {
+      throw new OciError('RANGE_INVALID', `range ${req.headers.range} is outside the blob's ${blob.size} bytes`, {
+        headers: { 'content-range': `bytes */${blob.size}` },
+      });
+    }
+    let slice: ByteRange | undefined;
+    if (range.kind === 'partial') {
+      slice = { start: range.start, end: range.end };
+      res.status(206);
+      res.setHeader('content-range', `bytes ${range.start}-${range.end}/${blob.size}`);
+      res.setHeader('content-length', String(range.end - range.start + 1));
+    } else {
+      res.status(200);
+      res.setHeader('content-length', String(blob.size));
+    }
+    if (!blob.open || req.method === 'HEAD') return void res.end();
+    return stream(blob.open(slice), blob.source, slice ? slice.end - slice.start + 1 : blob.size);
+
+    async function stream(body: NodeJS.ReadableStream, source: string, length: number | undefined): Promise<void> {
+      try {
+        await pipeline(body, res);
+        if (length !== undefined) metrics.servedBytes.inc({ source }, length);
+      } catch (err) {
+        // Headers are out: the only honest signal left is a cut connection, never a short 200.
+        if (!res.destroyed) res.destroy();
+        if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+          logger.warn({ digest: digest.value, err: (err as Error).message }, 'blob response aborted');
+        }
+      }
+    }
+  };
+}

@@ -1,0 +1,44 @@
+import type { Request, Response } from 'express';
+import type { Registry } from '../../cache/registry.js';
+import type { Metrics } from '../../metrics.js';
+import { OciError } from '../../oci/errors.js';
+import { parseAccept } from '../../oci/media-types.js';
+import { parseManifestReference } from '../../oci/reference.js';
+import { labels, repositoryRequest } from '../request-context.js';
+
+/** `GET`/`HEAD /v2/<name>/manifests/<reference>` (distribution-spec "Pulling manifests"). */
+export function createManifestHandler(registry: Registry, metrics: Metrics) {
+  return async (req: Request, res: Response): Promise<void> => {
+    labels(res).kind = 'manifest';
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      throw new OciError('UNSUPPORTED', `${req.method} of manifests is not supported: pullthrough is a read-only mirror`);
+    }
+    const params = req.params as Record<string, string>;
+    const reference = parseManifestReference(params['1'] ?? '');
+    const manifest = await registry.getManifest(repositoryRequest(req, params['0'] ?? ''), reference, {
+      method: req.method,
+      accept: parseAccept(req.headersDistinct['accept']),
+    });
+    labels(res).source = manifest.source;
+    // Every client needs these three exactly: without Content-Type containerd and docker
+    // misread or refuse the manifest (see shared/CLIENTS.md).
+    res.setHeader('content-type', manifest.mediaType);
+    res.setHeader('docker-content-digest', manifest.digest);
+    res.setHeader('etag', `"${manifest.digest}"`);
+    res.setHeader('content-length', String(manifest.size));
+    if (manifest.staleWarning) res.setHeader('warning', manifest.staleWarning);
+    const ifNoneMatch = req.headers['if-none-match'];
+    if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === `"${manifest.digest}"`)) {
+      res.removeHeader('content-length');
+      res.status(304).end();
+      return;
+    }
+    res.status(200);
+    if (req.method === 'HEAD' || !manifest.bytes) {
+      res.end();
+      return;
+    }
+    metrics.servedBytes.inc({ source: manifest.source }, manifest.size);
+    res.end(manifest.bytes);
+  };
+}

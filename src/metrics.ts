@@ -1,0 +1,89 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every Prometheus handle pullthrough updates, on a registry of its own (no global state, so
+ * two instances in one test process never share counters). Label values are bounded: kinds,
+ * results, upstream hosts and status codes, never repository names or digests.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** Cache lookups by kind (manifest, blob, tag) and result (hit, miss, revalidated, stale, joined). */
+  readonly cacheLookups: Counter<'kind' | 'result'>;
+  /** Requests sent upstream by upstream host, kind (manifest, blob, tags, token) and status. */
+  readonly upstreamRequests: Counter<'upstream' | 'kind' | 'status'>;
+  readonly upstreamRequestSeconds: Histogram<'upstream' | 'kind'>;
+  /** Response bytes sent to clients by where they came from (cache, fill). */
+  readonly servedBytes: Counter<'source'>;
+  /** Upstream bodies that did not match their digest or size; never committed. */
+  readonly digestMismatches: Counter;
+  readonly fillsInFlight: Gauge;
+  readonly fillSeconds: Histogram<'result'>;
+  /** HTTP requests by kind (base, manifest, blob, tags, catalog, other), method and status. */
+  readonly httpRequests: Counter<'kind' | 'method' | 'status'>;
+  readonly httpRequestSeconds: Histogram<'kind' | 'source'>;
+}
+
+/** Builds the handles on a fresh registry; with `withDefaultMetrics`, also Node's process metrics. */
+export function createMetrics(options: { withDefaultMetrics: boolean }): Metrics {
+  const registry = new Registry();
+  if (options.withDefaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'pullthrough_' });
+  const registers = [registry];
+  return {
+    registry,
+    cacheLookups: new Counter({
+      name: 'pullthrough_cache_lookups_total',
+      help: 'Cache lookups by kind and result.',
+      labelNames: ['kind', 'result'],
+      registers,
+    }),
+    upstreamRequests: new Counter({
+      name: 'pullthrough_upstream_requests_total',
+      help: 'Requests sent to upstream registries, by upstream, kind and response status.',
+      labelNames: ['upstream', 'kind', 'status'],
+      registers,
+    }),
+    upstreamRequestSeconds: new Histogram({
+      name: 'pullthrough_upstream_request_duration_seconds',
+      help: 'Time to upstream response headers.',
+      labelNames: ['upstream', 'kind'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    servedBytes: new Counter({
+      name: 'pullthrough_served_bytes_total',
+      help: 'Bytes of manifests and blobs sent to clients, by source.',
+      labelNames: ['source'],
+      registers,
+    }),
+    digestMismatches: new Counter({
+      name: 'pullthrough_digest_mismatches_total',
+      help: 'Upstream bodies whose digest or size did not match; discarded.',
+      registers,
+    }),
+    fillsInFlight: new Gauge({
+      name: 'pullthrough_fills_in_flight',
+      help: 'Blob fills currently streaming from upstreams.',
+      registers,
+    }),
+    fillSeconds: new Histogram({
+      name: 'pullthrough_cache_fill_seconds',
+      help: 'Duration of blob fills, by result.',
+      labelNames: ['result'],
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers,
+    }),
+    httpRequests: new Counter({
+      name: 'pullthrough_http_requests_total',
+      help: 'HTTP requests answered, by kind, method and status.',
+      labelNames: ['kind', 'method', 'status'],
+      registers,
+    }),
+    httpRequestSeconds: new Histogram({
+      name: 'pullthrough_http_request_duration_seconds',
+      help: 'Time to answer a request, by kind and source (cache, upstream).',
+      labelNames: ['kind', 'source'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers,
+    }),
+  };
+}

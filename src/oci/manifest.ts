@@ -1,0 +1,64 @@
+import { isIndexMediaType } from './media-types.js';
+
+/** A content descriptor's parts we rely on (image-spec "Descriptors"). */
+export interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+}
+
+/** What a manifest points at: child manifests (for an index) and blobs (config and layers). */
+export interface ManifestReferences {
+  readonly manifests: readonly Descriptor[];
+  readonly blobs: readonly Descriptor[];
+}
+
+function asDescriptor(value: unknown): Descriptor | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { mediaType, digest, size } = value as Record<string, unknown>;
+  if (typeof digest !== 'string' || typeof size !== 'number') return undefined;
+  return { mediaType: typeof mediaType === 'string' ? mediaType : '', digest, size };
+}
+
+function descriptors(list: unknown): Descriptor[] {
+  if (!Array.isArray(list)) return [];
+  return list.map(asDescriptor).filter((d): d is Descriptor => d !== undefined);
+}
+
+/**
+ * Reads the descriptors a manifest refers to. Never throws: content we cannot parse refers to
+ * nothing we know of (it is still served byte for byte).
+ */
+export function manifestReferences(bytes: Uint8Array, mediaType: string): ManifestReferences {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return { manifests: [], blobs: [] };
+  }
+  if (typeof parsed !== 'object' || parsed === null) return { manifests: [], blobs: [] };
+  const body = parsed as Record<string, unknown>;
+  if (isIndexMediaType(mediaType) || (body['manifests'] !== undefined && body['layers'] === undefined)) {
+    return { manifests: descriptors(body['manifests']), blobs: [] };
+  }
+  const config = asDescriptor(body['config']);
+  const blobs = descriptors(body['layers']);
+  return { manifests: [], blobs: config ? [config, ...blobs] : blobs };
+}
+
+/**
+ * The media type a manifest declares in its own `mediaType` field, used when an upstream sends
+ * no usable Content-Type (image-spec requires the field for indexes and manifests alike).
+ */
+export function declaredMediaType(bytes: Uint8Array): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null) {
+      const mediaType = (parsed as Record<string, unknown>)['mediaType'];
+      if (typeof mediaType === 'string') return mediaType;
+    }
+  } catch {
+    // Not JSON: the caller keeps whatever media type the upstream sent.
+  }
+  return undefined;
+}

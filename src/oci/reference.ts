@@ -1,0 +1,65 @@
+import { looksLikeDigest, parseDigest, type Digest } from './digest.js';
+import { OciError } from './errors.js';
+
+/** distribution-spec "Pulling manifests": `<name>` path components. */
+const NAME_COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
+/** distribution-spec: a tag is at most 128 characters of this grammar. */
+const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+/** distribution's reference package caps a name at 255 characters including the domain. */
+const MAX_NAME_LENGTH = 255;
+
+/**
+ * Validates a repository name (without any registry host in front).
+ * @throws OciError NAME_INVALID naming what is wrong.
+ */
+export function parseRepositoryName(name: string): string {
+  if (name.length === 0) throw new OciError('NAME_INVALID', 'repository name is empty');
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new OciError('NAME_INVALID', `repository name is longer than ${MAX_NAME_LENGTH} characters`);
+  }
+  for (const component of name.split('/')) {
+    if (!NAME_COMPONENT.test(component)) {
+      throw new OciError('NAME_INVALID', `invalid repository name component ${JSON.stringify(component)}`, {
+        detail: { name },
+      });
+    }
+  }
+  return name;
+}
+
+/** A manifest reference: either a tag or a validated digest. */
+export type ManifestReference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest: Digest };
+
+/**
+ * Parses the `<reference>` of `/v2/<name>/manifests/<reference>`.
+ * @throws OciError DIGEST_INVALID for a bad digest; MANIFEST_INVALID (400) for a string that is
+ *   neither a digest nor a tag (the spec has no TAG_INVALID code).
+ */
+export function parseManifestReference(reference: string): ManifestReference {
+  if (looksLikeDigest(reference)) return { kind: 'digest', digest: parseDigest(reference) };
+  if (!TAG.test(reference)) {
+    throw new OciError('MANIFEST_INVALID', `invalid tag ${JSON.stringify(reference.slice(0, 200))}`);
+  }
+  return { kind: 'tag', tag: reference };
+}
+
+/** The canonical string of a manifest reference: the tag, or the digest's `algorithm:hex`. */
+export function referenceString(reference: ManifestReference): string {
+  return reference.kind === 'tag' ? reference.tag : reference.digest.value;
+}
+
+/**
+ * True when a path's first component names a registry host rather than a repository:
+ * it has a `.` or a `:`, or is `localhost` (the rule docker's reference parser uses).
+ */
+export function isRegistryHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost';
+}
+
+/** The repository a request names, as the client sent it, before routing. */
+export interface RepositoryRequest {
+  /** The `<name>` path part; may start with a registry host (path-prefix mirrors). */
+  readonly name: string;
+  /** containerd's `?ns=` mirror parameter: the registry host of the image reference. */
+  readonly namespace?: string | undefined;
+}

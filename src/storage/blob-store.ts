@@ -1,0 +1,124 @@
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Digest } from '../oci/digest.js';
+
+/** A file being written under `tmp/`, committed into place by {@link BlobStore.commit}. */
+export interface TempFile {
+  readonly path: string;
+  readonly handle: FileHandle;
+}
+
+/** A byte range, both ends inclusive (RFC 9110 §14.1.1). */
+export interface ByteRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * Content-addressed files under `root`: `blobs/<algorithm>/<first two hex>/<hex>` for committed
+ * content and `tmp/` for fills in progress. Paths come only from validated digests, so no input
+ * can name a file outside `root`. Manifests and blobs share the tree, as in distribution.
+ */
+export interface BlobStore {
+  readonly root: string;
+  /** Creates `blobs/` and `tmp/` and removes whatever a previous process left in `tmp/`. */
+  init(): Promise<void>;
+  pathFor(digest: Digest): string;
+  /** The committed file's size, or undefined when it is not on disk. */
+  size(digest: Digest): Promise<number | undefined>;
+  /** Streams committed content (or a range of it). The caller owns and must consume or destroy the stream. */
+  createReadStream(digest: Digest, range?: ByteRange): ReadStream;
+  readAll(digest: Digest): Promise<Buffer>;
+  /** Opens a new temp file for writing; the caller closes it and either commits or discards it. */
+  createTempFile(): Promise<TempFile>;
+  /** fsyncs the temp file and renames it to the digest's place (the commit point); the caller still closes the handle. */
+  commit(temp: TempFile, digest: Digest): Promise<void>;
+  /** Writes a whole small buffer (a manifest) through a temp file and commits it. */
+  writeAll(digest: Digest, bytes: Uint8Array): Promise<void>;
+  discard(tempPath: string): Promise<void>;
+  remove(digest: Digest): Promise<void>;
+  /** Every committed digest found on disk, as `algorithm:hex`, with its size. */
+  list(): AsyncIterable<{ digest: string; size: number }>;
+}
+
+export function createBlobStore(options: { root: string }): BlobStore {
+  const root = path.resolve(options.root);
+  const blobsDir = path.join(root, 'blobs');
+  const tmpDir = path.join(root, 'tmp');
+  const pathFor = (digest: Digest) => path.join(blobsDir, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
+
+  const store: BlobStore = {
+    root,
+    async init() {
+      await mkdir(blobsDir, { recursive: true });
+      // A fill that was running when the process died can never be finished: start clean.
+      await rm(tmpDir, { recursive: true, force: true });
+      await mkdir(tmpDir, { recursive: true });
+    },
+    pathFor,
+    async size(digest) {
+      try {
+        return (await stat(pathFor(digest))).size;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+    },
+    createReadStream(digest, range) {
+      return createReadStream(pathFor(digest), range ? { start: range.start, end: range.end } : {});
+    },
+    readAll(digest) {
+      return readFile(pathFor(digest));
+    },
+    async createTempFile() {
+      const tempPath = path.join(tmpDir, randomUUID());
+      return { path: tempPath, handle: await open(tempPath, 'w+', 0o644) };
+    },
+    async commit(temp, digest) {
+      await temp.handle.sync();
+      const target = pathFor(digest);
+      await mkdir(path.dirname(target), { recursive: true });
+      await rename(temp.path, target);
+    },
+    async writeAll(digest, bytes) {
+      const temp = await store.createTempFile();
+      try {
+        await temp.handle.writeFile(bytes);
+        await store.commit(temp, digest);
+      } catch (err) {
+        await store.discard(temp.path);
+        throw err;
+      } finally {
+        await temp.handle.close();
+      }
+    },
+    async discard(tempPath) {
+      await rm(tempPath, { force: true });
+    },
+    async remove(digest) {
+      await rm(pathFor(digest), { force: true });
+    },
+    async *list() {
+      for (const algorithm of await readdirOrEmpty(blobsDir)) {
+        for (const prefix of await readdirOrEmpty(path.join(blobsDir, algorithm))) {
+          for (const hex of await readdirOrEmpty(path.join(blobsDir, algorithm, prefix))) {
+            const info = await stat(path.join(blobsDir, algorithm, prefix, hex)).catch(() => undefined);
+            if (info?.isFile()) yield { digest: `${algorithm}:${hex}`, size: info.size };
+          }
+        }
+      }
+    },
+  };
+  return store;
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
+  }
+}

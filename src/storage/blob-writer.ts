@@ -1,0 +1,94 @@
+import type { Hash } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createDigester, type Digest } from '../oci/digest.js';
+import type { BlobStore, TempFile } from './blob-store.js';
+import { DigestMismatchError } from './digest-mismatch-error.js';
+
+/**
+ * A temp file being filled, hashed as it is written, and readable at any offset below
+ * {@link written} while it grows (readers share its descriptor, which survives the rename).
+ * The descriptor is closed when the writer is finished and every reader has released it.
+ */
+export class BlobWriter extends Writable {
+  readonly #store: BlobStore;
+  readonly #temp: TempFile;
+  readonly #digester: Hash;
+  readonly #onProgress: () => void;
+  #written = 0;
+  #refs = 1;
+  #closed = false;
+
+  private constructor(store: BlobStore, temp: TempFile, digest: Digest, onProgress: () => void) {
+    // One upstream chunk at a time is all we keep in memory.
+    super({ highWaterMark: 1 });
+    this.#store = store;
+    this.#temp = temp;
+    this.#digester = createDigester(digest.algorithm);
+    this.#onProgress = onProgress;
+  }
+
+  /** Opens a temp file for content expected to hash to `digest`; `onProgress` runs after each write lands. */
+  static async create(store: BlobStore, digest: Digest, onProgress: () => void): Promise<BlobWriter> {
+    return new BlobWriter(store, await store.createTempFile(), digest, onProgress);
+  }
+
+  /** Bytes on disk so far: a reader may read below this offset. */
+  get written(): number {
+    return this.#written;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#temp.handle.write(chunk, 0, chunk.length, this.#written).then(
+      () => {
+        this.#digester.update(chunk);
+        this.#written += chunk.length;
+        this.#onProgress();
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
+  }
+
+  /** Reads up to `length` bytes at `position` from the file as written so far. */
+  async read(position: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await this.#temp.handle.read(buffer, 0, length, position);
+    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+  }
+
+  /**
+   * Verifies size and digest, then fsyncs and renames the file into place: the commit point.
+   * @throws DigestMismatchError (after discarding the file) when the content is not `digest`.
+   */
+  async commit(digest: Digest, expectedSize: number | undefined): Promise<number> {
+    const actual = `${digest.algorithm}:${this.#digester.digest('hex')}`;
+    if (expectedSize !== undefined && expectedSize !== this.#written) {
+      await this.discard();
+      throw new DigestMismatchError(digest.value, actual, `size mismatch for ${digest.value}: expected ${expectedSize} bytes, got ${this.#written}`);
+    }
+    if (actual !== digest.value) {
+      await this.discard();
+      throw new DigestMismatchError(digest.value, actual);
+    }
+    await this.#store.commit(this.#temp, digest);
+    return this.#written;
+  }
+
+  /** Removes the temp file; readers holding the descriptor must stop on their own. */
+  async discard(): Promise<void> {
+    await this.#store.discard(this.#temp.path);
+  }
+
+  /** Another reader shares the descriptor until it calls {@link release}. */
+  retain(): void {
+    this.#refs += 1;
+  }
+
+  release(): void {
+    this.#refs -= 1;
+    if (this.#refs === 0 && !this.#closed) {
+      this.#closed = true;
+      this.#temp.handle.close().catch(() => undefined);
+    }
+  }
+}

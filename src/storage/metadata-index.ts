@@ -1,0 +1,238 @@
+import Database from 'better-sqlite3';
+
+/** A committed file: a blob or a manifest (they share the content-addressed tree). */
+export interface ContentRecord {
+  readonly digest: string;
+  readonly size: number;
+  readonly mediaType: string | null;
+  readonly kind: 'blob' | 'manifest';
+}
+
+/** Where a tag pointed when it was last fetched or revalidated. */
+export interface TagRecord {
+  readonly digest: string;
+  readonly mediaType: string;
+  /** When the upstream last confirmed this mapping (ms since epoch). */
+  readonly checkedAt: number;
+}
+
+/** A repository in the cache, by upstream host. */
+export interface RepositoryRecord {
+  readonly upstream: string;
+  readonly repository: string;
+}
+
+/**
+ * The SQLite index. SQLite owns metadata and the blob store owns bytes: a row is written only
+ * after its file has been committed, so every row names a file that was verified.
+ * Synchronous (better-sqlite3): each call is a short indexed statement.
+ */
+export interface MetadataIndex {
+  getContent(digest: string): ContentRecord | undefined;
+  /** Indexes committed content and links it to the repository it was fetched for, in one transaction. */
+  putContent(record: ContentRecord, link?: RepositoryRecord, references?: readonly string[]): void;
+  linkRepository(link: RepositoryRecord, digest: string): void;
+  getTag(link: RepositoryRecord, tag: string): TagRecord | undefined;
+  putTag(link: RepositoryRecord, tag: string, record: TagRecord): void;
+  touchTag(link: RepositoryRecord, tag: string, checkedAt: number): void;
+  deleteTag(link: RepositoryRecord, tag: string): void;
+  listTags(link: RepositoryRecord): string[];
+  listRepositories(): RepositoryRecord[];
+  /** Notes a read; written in batches by {@link flushAccess}, never on the request path. */
+  recordAccess(digest: string): void;
+  flushAccess(): void;
+  allDigests(): string[];
+  /** Drops content rows (and what hangs off them) in one transaction. */
+  deleteContent(digests: readonly string[]): void;
+  close(): void;
+}
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA_V1 = `
+CREATE TABLE content (
+  digest TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  media_type TEXT,
+  kind TEXT NOT NULL CHECK (kind IN ('blob', 'manifest')),
+  created_at INTEGER NOT NULL,
+  last_access_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE manifest_references (
+  manifest TEXT NOT NULL REFERENCES content(digest) ON DELETE CASCADE,
+  child TEXT NOT NULL,
+  PRIMARY KEY (manifest, child)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX manifest_references_child ON manifest_references(child);
+CREATE TABLE repository_content (
+  upstream TEXT NOT NULL,
+  repository TEXT NOT NULL,
+  digest TEXT NOT NULL REFERENCES content(digest) ON DELETE CASCADE,
+  PRIMARY KEY (upstream, repository, digest)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX repository_content_digest ON repository_content(digest);
+CREATE TABLE tags (
+  upstream TEXT NOT NULL,
+  repository TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  digest TEXT NOT NULL REFERENCES content(digest) ON DELETE CASCADE,
+  media_type TEXT NOT NULL,
+  checked_at INTEGER NOT NULL,
+  PRIMARY KEY (upstream, repository, tag)
+) STRICT, WITHOUT ROWID;
+`;
+
+/**
+ * Opens (creating or migrating) the index at `path`, or an in-memory one for `:memory:`.
+ * @throws Error when the file is from a newer pullthrough (its schema version is higher).
+ */
+export function createMetadataIndex(options: { path: string }, deps: { now: () => number }): MetadataIndex {
+  const db = new Database(options.path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    db.close();
+    throw new Error(`index ${options.path} has schema version ${version}; this pullthrough knows up to ${SCHEMA_VERSION}`);
+  }
+  if (version < 1) {
+    db.transaction(() => {
+      db.exec(SCHEMA_V1);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+  }
+  return new SqliteMetadataIndex(db, deps.now);
+}
+
+interface ContentRow {
+  digest: string;
+  size: number;
+  media_type: string | null;
+  kind: 'blob' | 'manifest';
+}
+
+class SqliteMetadataIndex implements MetadataIndex {
+  readonly #db: Database.Database;
+  readonly #now: () => number;
+  readonly #pendingAccess = new Map<string, number>();
+  readonly #getContent;
+  readonly #upsertContent;
+  readonly #insertReference;
+  readonly #link;
+  readonly #getTag;
+  readonly #putTag;
+  readonly #touchTag;
+  readonly #deleteTag;
+  readonly #listTags;
+  readonly #listRepositories;
+  readonly #touchContent;
+  readonly #allDigests;
+  readonly #deleteContent;
+
+  constructor(db: Database.Database, now: () => number) {
+    this.#db = db;
+    this.#now = now;
+    this.#getContent = db.prepare<[string], ContentRow>('SELECT digest, size, media_type, kind FROM content WHERE digest = ?');
+    // A manifest that was first seen as a plain blob (GET /blobs/<manifest digest>) becomes a manifest.
+    this.#upsertContent = db.prepare(
+      `INSERT INTO content (digest, size, media_type, kind, created_at, last_access_at)
+       VALUES (@digest, @size, @mediaType, @kind, @now, @now)
+       ON CONFLICT (digest) DO UPDATE SET
+         kind = CASE WHEN excluded.kind = 'manifest' THEN 'manifest' ELSE content.kind END,
+         media_type = COALESCE(excluded.media_type, content.media_type),
+         last_access_at = excluded.last_access_at`,
+    );
+    this.#insertReference = db.prepare('INSERT OR IGNORE INTO manifest_references (manifest, child) VALUES (?, ?)');
+    this.#link = db.prepare('INSERT OR IGNORE INTO repository_content (upstream, repository, digest) VALUES (?, ?, ?)');
+    this.#getTag = db.prepare<[string, string, string], { digest: string; media_type: string; checked_at: number }>(
+      'SELECT digest, media_type, checked_at FROM tags WHERE upstream = ? AND repository = ? AND tag = ?',
+    );
+    this.#putTag = db.prepare(
+      `INSERT INTO tags (upstream, repository, tag, digest, media_type, checked_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (upstream, repository, tag) DO UPDATE SET
+         digest = excluded.digest, media_type = excluded.media_type, checked_at = excluded.checked_at`,
+    );
+    this.#touchTag = db.prepare('UPDATE tags SET checked_at = ? WHERE upstream = ? AND repository = ? AND tag = ?');
+    this.#deleteTag = db.prepare('DELETE FROM tags WHERE upstream = ? AND repository = ? AND tag = ?');
+    this.#listTags = db.prepare<[string, string], { tag: string }>(
+      'SELECT tag FROM tags WHERE upstream = ? AND repository = ? ORDER BY tag',
+    );
+    this.#listRepositories = db.prepare<[], { upstream: string; repository: string }>(
+      'SELECT DISTINCT upstream, repository FROM repository_content ORDER BY upstream, repository',
+    );
+    this.#touchContent = db.prepare('UPDATE content SET last_access_at = MAX(last_access_at, ?) WHERE digest = ?');
+    this.#allDigests = db.prepare<[], { digest: string }>('SELECT digest FROM content').pluck();
+    this.#deleteContent = db.prepare('DELETE FROM content WHERE digest = ?');
+  }
+
+  getContent(digest: string): ContentRecord | undefined {
+    const row = this.#getContent.get(digest);
+    return row && { digest: row.digest, size: row.size, mediaType: row.media_type, kind: row.kind };
+  }
+
+  putContent(record: ContentRecord, link?: RepositoryRecord, references: readonly string[] = []): void {
+    this.#db.transaction(() => {
+      this.#upsertContent.run({ ...record, now: this.#now() });
+      for (const child of references) this.#insertReference.run(record.digest, child);
+      if (link) this.#link.run(link.upstream, link.repository, record.digest);
+    })();
+  }
+
+  linkRepository(link: RepositoryRecord, digest: string): void {
+    this.#link.run(link.upstream, link.repository, digest);
+  }
+
+  getTag(link: RepositoryRecord, tag: string): TagRecord | undefined {
+    const row = this.#getTag.get(link.upstream, link.repository, tag);
+    return row && { digest: row.digest, mediaType: row.media_type, checkedAt: row.checked_at };
+  }
+
+  putTag(link: RepositoryRecord, tag: string, record: TagRecord): void {
+    this.#putTag.run(link.upstream, link.repository, tag, record.digest, record.mediaType, record.checkedAt);
+  }
+
+  touchTag(link: RepositoryRecord, tag: string, checkedAt: number): void {
+    this.#touchTag.run(checkedAt, link.upstream, link.repository, tag);
+  }
+
+  deleteTag(link: RepositoryRecord, tag: string): void {
+    this.#deleteTag.run(link.upstream, link.repository, tag);
+  }
+
+  listTags(link: RepositoryRecord): string[] {
+    return this.#listTags.all(link.upstream, link.repository).map((row) => row.tag);
+  }
+
+  listRepositories(): RepositoryRecord[] {
+    return this.#listRepositories.all();
+  }
+
+  recordAccess(digest: string): void {
+    this.#pendingAccess.set(digest, this.#now());
+  }
+
+  flushAccess(): void {
+    if (this.#pendingAccess.size === 0) return;
+    const pending = [...this.#pendingAccess];
+    this.#pendingAccess.clear();
+    this.#db.transaction(() => {
+      for (const [digest, at] of pending) this.#touchContent.run(at, digest);
+    })();
+  }
+
+  allDigests(): string[] {
+    return this.#allDigests.all() as unknown as string[];
+  }
+
+  deleteContent(digests: readonly string[]): void {
+    this.#db.transaction(() => {
+      for (const digest of digests) this.#deleteContent.run(digest);
+    })();
+  }
+
+  close(): void {
+    this.flushAccess();
+    this.#db.close();
+  }
+}

@@ -1,0 +1,242 @@
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { declaredMediaType } from '../oci/manifest.js';
+import { parseChallenges, TokenCache, tokenFromResponse } from './token-auth.js';
+import { UpstreamError } from './upstream-error.js';
+
+/** A manifest as an upstream described (HEAD) or sent (GET) it. */
+export interface ManifestResponse {
+  /** From `Docker-Content-Digest`; upstreams may omit it. */
+  readonly digest: string | undefined;
+  readonly mediaType: string;
+  readonly size: number;
+}
+
+/** An upstream blob body. The caller owns `body` and must consume or destroy it. */
+export interface BlobResponse {
+  readonly size: number | undefined;
+  readonly body: Readable;
+}
+
+export interface TagPage {
+  readonly tags: readonly string[];
+  /** True when the upstream's `Link` header points at a next page. */
+  readonly hasMore: boolean;
+}
+
+export interface RequestOptions {
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * One upstream registry, spoken to over the distribution API with undici. Every failure is an
+ * {@link UpstreamError}; a 404 is one with `isNotFound`. Handles the Bearer token flow and
+ * follows redirects, never sending credentials to another origin.
+ */
+export interface Upstream {
+  /** The host clients name (`docker.io`). */
+  readonly host: string;
+  getManifest(
+    repository: string,
+    reference: string,
+    options: RequestOptions & { accept: readonly string[]; maxBytes: number },
+  ): Promise<ManifestResponse & { bytes: Buffer }>;
+  headManifest(repository: string, reference: string, options: RequestOptions & { accept: readonly string[] }): Promise<ManifestResponse>;
+  getBlob(repository: string, digest: string, options?: RequestOptions): Promise<BlobResponse>;
+  headBlob(repository: string, digest: string, options?: RequestOptions): Promise<{ size: number | undefined }>;
+  listTags(repository: string, options: RequestOptions & { n?: number | undefined; last?: string | undefined }): Promise<TagPage>;
+  close(): Promise<void>;
+}
+
+export interface UpstreamOptions {
+  readonly host: string;
+  readonly url: string;
+  readonly timeouts: { readonly connect: number; readonly headers: number; readonly bodyIdle: number };
+}
+
+type Kind = 'manifest' | 'blob' | 'tags' | 'token';
+
+const MAX_REDIRECTS = 5;
+const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function contentLength(headers: Dispatcher.ResponseData['headers']): number | undefined {
+  const value = Number(header(headers, 'content-length'));
+  return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+}
+
+/** Creates the client for one configured upstream. */
+export function createUpstream(options: UpstreamOptions, deps: { metrics: Metrics; logger: Logger; now: () => number }): Upstream {
+  const { host } = options;
+  const base = new URL(options.url);
+  const tokens = new TokenCache(deps.now);
+  const agent = new Agent({
+    connect: { timeout: options.timeouts.connect },
+    headersTimeout: options.timeouts.headers,
+    bodyTimeout: options.timeouts.bodyIdle,
+    keepAliveTimeout: 30_000,
+  });
+
+  function translate(err: unknown, url: URL): never {
+    if (err instanceof UpstreamError) throw err;
+    const code = (err as { code?: string }).code ?? '';
+    if ((err as Error).name === 'AbortError') throw err;
+    const where = `${host} (${url.origin})`;
+    if (TIMEOUT_CODES.has(code)) throw new UpstreamError('timeout', host, `upstream ${where} timed out (${code})`, { cause: err });
+    const reason = TRANSIENT_CODES.has(code) ? code : (err as Error).message;
+    throw new UpstreamError('unreachable', host, `upstream ${where} is unreachable: ${reason}`, { cause: err });
+  }
+
+  async function dispatch(kind: Kind, method: string, url: URL, headers: Record<string, string>, signal?: AbortSignal) {
+    const started = performance.now();
+    try {
+      const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers, signal });
+      deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: String(response.statusCode) });
+      return response;
+    } catch (err) {
+      deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: 'error' });
+      return translate(err, url);
+    } finally {
+      deps.metrics.upstreamRequestSeconds.observe({ upstream: host, kind }, (performance.now() - started) / 1000);
+    }
+  }
+
+  async function fetchToken(params: Readonly<Record<string, string>>, scope: string, signal?: AbortSignal): Promise<string> {
+    const realm = params['realm'];
+    if (!realm) throw new UpstreamError('auth', host, `upstream ${host} sent a Bearer challenge without a realm`);
+    const url = new URL(realm);
+    if (params['service']) url.searchParams.set('service', params['service']);
+    url.searchParams.set('scope', params['scope'] ?? scope);
+    const response = await dispatch('token', 'GET', url, { accept: 'application/json' }, signal);
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      throw new UpstreamError('auth', host, `token endpoint of ${host} answered ${response.statusCode}`, { status: response.statusCode });
+    }
+    const parsed = tokenFromResponse(await response.body.json().catch(() => undefined));
+    if (!parsed) throw new UpstreamError('auth', host, `token endpoint of ${host} sent no token`);
+    tokens.set(scope, parsed.token, parsed.expiresIn);
+    return parsed.token;
+  }
+
+  /**
+   * Sends one request, answering a Bearer challenge once and following redirects. Returns the
+   * final response whatever its status; the caller reads or dumps its body.
+   */
+  async function send(kind: Kind, method: string, path: string, repository: string, extra: Record<string, string>, signal?: AbortSignal) {
+    const scope = `repository:${repository}:pull`;
+    let url = new URL(path, base);
+    let token = tokens.get(scope);
+    let answeredChallenge = false;
+    for (let hops = 0; ; ) {
+      const headers = { ...extra };
+      // Credentials go to the configured origin only: a redirect to a CDN carries its own signature.
+      if (token && url.origin === base.origin) headers['authorization'] = `Bearer ${token}`;
+      const response = await dispatch(kind, method, url, headers, signal);
+      const status = response.statusCode;
+      if (status === 401 && !answeredChallenge && url.origin === base.origin) {
+        const bearer = parseChallenges(header(response.headers, 'www-authenticate')).find((c) => c.scheme === 'bearer');
+        await response.body.dump();
+        if (!bearer) throw new UpstreamError('auth', host, `upstream ${host} requires credentials`, { status });
+        answeredChallenge = true;
+        token = await fetchToken(bearer.params, scope, signal);
+        continue;
+      }
+      const location = header(response.headers, 'location');
+      if (status >= 300 && status < 400 && location) {
+        await response.body.dump();
+        if (++hops > MAX_REDIRECTS) throw new UpstreamError('invalid', host, `upstream ${host} redirected more than ${MAX_REDIRECTS} times`);
+        url = new URL(location, url);
+        if (method === 'GET' || method === 'HEAD') continue;
+      }
+      return response;
+    }
+  }
+
+  async function failure(response: Dispatcher.ResponseData, what: string): Promise<never> {
+    await response.body.dump().catch(() => undefined);
+    const status = response.statusCode;
+    const retryAfter = Number(header(response.headers, 'retry-after'));
+    const extra = Number.isFinite(retryAfter) ? { status, retryAfterSeconds: retryAfter } : { status };
+    if (status === 401 || status === 403) throw new UpstreamError('auth', host, `upstream ${host} refused access to ${what} (${status})`, extra);
+    throw new UpstreamError('status', host, `upstream ${host} answered ${status} for ${what}`, extra);
+  }
+
+  function manifestMeta(response: Dispatcher.ResponseData, bytes?: Buffer): ManifestResponse {
+    const contentType = header(response.headers, 'content-type')?.split(';')[0]?.trim() ?? '';
+    // Some registries label manifests application/json; the manifest's own field is authoritative then.
+    const declared = bytes && (contentType === '' || contentType === 'application/json' || contentType === 'text/plain') ? declaredMediaType(bytes) : undefined;
+    return {
+      digest: header(response.headers, 'docker-content-digest'),
+      mediaType: declared ?? contentType,
+      size: bytes ? bytes.length : (contentLength(response.headers) ?? 0),
+    };
+  }
+
+  return {
+    host,
+    async getManifest(repository, reference, { accept, maxBytes, signal }) {
+      const what = `manifest ${repository}:${reference}`;
+      const response = await send('manifest', 'GET', `/v2/${repository}/manifests/${reference}`, repository, { accept: accept.join(', ') }, signal);
+      if (response.statusCode !== 200) return failure(response, what);
+      const declaredLength = contentLength(response.headers);
+      if (declaredLength !== undefined && declaredLength > maxBytes) {
+        response.body.destroy();
+        throw new UpstreamError('invalid', host, `${what} is ${declaredLength} bytes, over the ${maxBytes}-byte limit`);
+      }
+      const chunks: Buffer[] = [];
+      let length = 0;
+      try {
+        for await (const chunk of response.body) {
+          length += (chunk as Buffer).length;
+          if (length > maxBytes) {
+            response.body.destroy();
+            throw new UpstreamError('invalid', host, `${what} is over the ${maxBytes}-byte limit`);
+          }
+          chunks.push(chunk as Buffer);
+        }
+      } catch (err) {
+        return translate(err, base);
+      }
+      const bytes = Buffer.concat(chunks, length);
+      return { ...manifestMeta(response, bytes), bytes };
+    },
+    async headManifest(repository, reference, { accept, signal }) {
+      const response = await send('manifest', 'HEAD', `/v2/${repository}/manifests/${reference}`, repository, { accept: accept.join(', ') }, signal);
+      if (response.statusCode !== 200) return failure(response, `manifest ${repository}:${reference}`);
+      await response.body.dump();
+      return manifestMeta(response);
+    },
+    async getBlob(repository, digest, options = {}) {
+      const response = await send('blob', 'GET', `/v2/${repository}/blobs/${digest}`, repository, {}, options.signal);
+      if (response.statusCode !== 200) return failure(response, `blob ${digest} of ${repository}`);
+      return { size: contentLength(response.headers), body: response.body };
+    },
+    async headBlob(repository, digest, options = {}) {
+      const response = await send('blob', 'HEAD', `/v2/${repository}/blobs/${digest}`, repository, {}, options.signal);
+      if (response.statusCode !== 200) return failure(response, `blob ${digest} of ${repository}`);
+      await response.body.dump();
+      return { size: contentLength(response.headers) };
+    },
+    async listTags(repository, { n, last, signal }) {
+      const query = new URLSearchParams();
+      if (n !== undefined) query.set('n', String(n));
+      if (last !== undefined) query.set('last', last);
+      const suffix = query.size > 0 ? `?${query}` : '';
+      const response = await send('tags', 'GET', `/v2/${repository}/tags/list${suffix}`, repository, { accept: 'application/json' }, signal);
+      if (response.statusCode !== 200) return failure(response, `tags of ${repository}`);
+      const body = (await response.body.json().catch(() => undefined)) as { tags?: unknown } | undefined;
+      const tags = Array.isArray(body?.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];
+      return { tags, hasMore: /rel="?next"?/.test(header(response.headers, 'link') ?? '') };
+    },
+    async close() {
+      await agent.close();
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import { OciError } from '../oci/errors.js';
+import { isRegistryHost, parseRepositoryName, type RepositoryRequest } from '../oci/reference.js';
+import type { Upstream } from './upstream-client.js';
+
+/** Where a request goes: the upstream and the repository name as that upstream knows it. */
+export interface Route {
+  readonly upstream: Upstream;
+  readonly repository: string;
+}
+
+/** Resolves requests to upstreams; see {@link createUpstreamRouter}. */
+export interface UpstreamRouter {
+  /** @throws OciError NAME_INVALID for a bad name; NAME_UNKNOWN for a host no upstream serves. */
+  route(request: RepositoryRequest): Route;
+  /** The name a client of this instance would use for a cached repository (for `_catalog`). */
+  publicName(upstreamHost: string, repository: string): string;
+  readonly upstreams: readonly Upstream[];
+}
+
+/** Other names Docker Hub goes by in image references and configs. */
+const DOCKER_HUB_ALIASES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
+
+/**
+ * Routes by, in order: containerd's `ns=` parameter, a registry host as the name's first path
+ * component, and the upstream marked default. Docker Hub names get `library/` as its clients add.
+ */
+export function createUpstreamRouter(upstreams: readonly Upstream[], options: { defaultHost: string | undefined }): UpstreamRouter {
+  const byHost = new Map<string, Upstream>();
+  for (const upstream of upstreams) {
+    const host = upstream.host.toLowerCase();
+    byHost.set(host, upstream);
+    if (DOCKER_HUB_ALIASES.includes(host)) for (const alias of DOCKER_HUB_ALIASES) if (!byHost.has(alias)) byHost.set(alias, upstream);
+  }
+  const fallback = options.defaultHost === undefined ? undefined : byHost.get(options.defaultHost.toLowerCase());
+  const configured = upstreams.map((u) => u.host).join(', ');
+
+  function lookup(host: string): Upstream {
+    const upstream = byHost.get(host.toLowerCase());
+    if (!upstream) {
+      throw new OciError('NAME_UNKNOWN', `no upstream is configured for registry ${host}; configured: ${configured}`, {
+        detail: { host, configured: upstreams.map((u) => u.host) },
+      });
+    }
+    return upstream;
+  }
+
+  function normalize(upstream: Upstream, repository: string): string {
+    const name = parseRepositoryName(repository);
+    return DOCKER_HUB_ALIASES.includes(upstream.host.toLowerCase()) && !name.includes('/') ? `library/${name}` : name;
+  }
+
+  return {
+    upstreams,
+    route({ name, namespace }) {
+      if (namespace !== undefined && namespace !== '') {
+        const upstream = lookup(namespace);
+        return { upstream, repository: normalize(upstream, name) };
+      }
+      const slash = name.indexOf('/');
+      const first = slash === -1 ? name : name.slice(0, slash);
+      if (slash !== -1 && isRegistryHost(first)) {
+        const upstream = lookup(first);
+        return { upstream, repository: normalize(upstream, name.slice(slash + 1)) };
+      }
+      if (!fallback) {
+        throw new OciError('NAME_UNKNOWN', `no default upstream: prefix the name with a registry host (configured: ${configured})`);
+      }
+      return { upstream: fallback, repository: normalize(fallback, name) };
+    },
+    publicName(upstreamHost, repository) {
+      return fallback?.host === upstreamHost ? repository : `${upstreamHost}/${repository}`;
+    },
+  };
+}
