@@ -187,7 +187,8 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       if (response.statusCode !== 200) return failure(response, what);
       const declaredLength = contentLength(response.headers);
       if (declaredLength !== undefined && declaredLength > maxBytes) {
-        response.body.destroy();
+        // undici reports a plain destroy as an AbortError event: give it a listener.
+        response.body.on('error', () => undefined).destroy();
         throw new UpstreamError('invalid', host, `${what} is ${declaredLength} bytes, over the ${maxBytes}-byte limit`);
       }
       const chunks: Buffer[] = [];
@@ -196,7 +197,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
         for await (const chunk of response.body) {
           length += (chunk as Buffer).length;
           if (length > maxBytes) {
-            response.body.destroy();
+            // Leaving the loop destroys the body.
             throw new UpstreamError('invalid', host, `${what} is over the ${maxBytes}-byte limit`);
           }
           chunks.push(chunk as Buffer);

@@ -1,0 +1,178 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sha256, type Blob, type ImageIndex, type ImageManifest } from '../helpers/images.js';
+
+/** A fault the fake applies to one blob or manifest, by digest or `repo:tag`. */
+export type Fault =
+  | { type: 'status'; status: number; headers?: Record<string, string> }
+  /** Sends the full Content-Length, then cuts the connection after `afterBytes`. */
+  | { type: 'drop'; afterBytes: number }
+  /** Same length, one byte flipped: the digest no longer matches. */
+  | { type: 'corrupt' }
+  | { type: 'slow'; chunkBytes: number; delayMs: number }
+  /** Sends the first `beforeBytes`, then waits for `release` before sending the rest (chunked with `noLength`). */
+  | { type: 'gate'; beforeBytes: number; release: Promise<void>; noLength?: boolean }
+  | { type: 'redirect'; location: string }
+  /** No Content-Length: a chunked body. */
+  | { type: 'no-length' };
+
+export interface RecordedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly headers: IncomingMessage['headers'];
+}
+
+export interface FakeUpstream {
+  readonly url: string;
+  /** `127.0.0.1:port`, as clients would write it in an image name. */
+  readonly host: string;
+  readonly requests: RecordedRequest[];
+  /** Requests whose method and path match. */
+  count(method: string, pathPattern: RegExp | string): number;
+  addBlob(blob: Blob): void;
+  addManifest(repository: string, manifest: Blob, tag?: string): void;
+  /** Adds an image or index with all its blobs, tagged. */
+  addImage(repository: string, tag: string, image: ImageManifest | ImageIndex): void;
+  setFault(key: string, fault: Fault | undefined): void;
+  close(): Promise<void>;
+}
+
+export interface FakeUpstreamOptions {
+  /** Require the Bearer token flow (Docker Hub's), with a token endpoint at /token. */
+  readonly bearer?: boolean;
+}
+
+function sendError(res: ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify({ errors: [{ code, message: code.toLowerCase() }] }));
+}
+
+async function sendBody(req: IncomingMessage, res: ServerResponse, bytes: Buffer, mediaType: string, digest: string, fault: Fault | undefined) {
+  const headers: Record<string, string> = { 'content-type': mediaType, 'docker-content-digest': digest };
+  if (fault?.type !== 'no-length' && !(fault?.type === 'gate' && fault.noLength)) headers['content-length'] = String(bytes.length);
+  res.writeHead(200, headers);
+  if (req.method === 'HEAD') return void res.end();
+  switch (fault?.type) {
+    case 'drop':
+      res.write(bytes.subarray(0, fault.afterBytes));
+      await sleep(20);
+      res.socket?.destroy();
+      return;
+    case 'corrupt': {
+      const copy = Buffer.from(bytes);
+      copy[copy.length - 1] = (copy[copy.length - 1] ?? 0) ^ 0xff;
+      return void res.end(copy);
+    }
+    case 'slow':
+      for (let offset = 0; offset < bytes.length; offset += fault.chunkBytes) {
+        if (res.destroyed) return;
+        res.write(bytes.subarray(offset, offset + fault.chunkBytes));
+        await sleep(fault.delayMs);
+      }
+      return void res.end();
+    case 'gate':
+      res.write(bytes.subarray(0, fault.beforeBytes));
+      await fault.release;
+      return void res.end(bytes.subarray(fault.beforeBytes));
+    default:
+      res.end(bytes);
+  }
+}
+
+/**
+ * An in-process registry on a loopback port: serves what tests add, records every request
+ * and injects faults (drops, wrong bytes, slow or gated bodies, statuses, redirects).
+ */
+export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+  const blobs = new Map<string, Blob>();
+  const manifests = new Map<string, Blob>();
+  const faults = new Map<string, Fault>();
+  const requests: RecordedRequest[] = [];
+  let tokens = 0;
+  let url = '';
+
+  const server: Server = createServer((req, res) => {
+    const parsed = new URL(req.url ?? '/', 'http://fake');
+    requests.push({ method: req.method ?? 'GET', path: parsed.pathname, query: parsed.searchParams, headers: req.headers });
+    void handle(req, res, parsed).catch(() => res.destroy());
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse, parsed: URL): Promise<void> {
+    const path = parsed.pathname;
+    if (path === '/token') {
+      tokens += 1;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end(JSON.stringify({ token: `token-${tokens}`, expires_in: 300 }));
+    }
+    const match = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.+)$/.exec(path);
+    if (options.bearer && path.startsWith('/v2/') && !/^Bearer token-\d+$/.test(req.headers.authorization ?? '')) {
+      const scope = match ? `repository:${match[1]}:pull` : '';
+      return sendError(res, 401, 'UNAUTHORIZED', { 'www-authenticate': `Bearer realm="${url}/token",service="fake",scope="${scope}"` });
+    }
+    if (path === '/v2/' || path === '/v2') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    if (!match) return sendError(res, 404, 'NOT_FOUND');
+    const [, repository = '', kind, reference = ''] = match;
+    if (kind === 'tags') {
+      const tags = [...manifests.keys()].filter((k) => k.startsWith(`${repository}:`) && !k.includes('@')).map((k) => k.slice(repository.length + 1));
+      if (tags.length === 0) return sendError(res, 404, 'NAME_UNKNOWN');
+      const last = parsed.searchParams.get('last');
+      const n = parsed.searchParams.get('n');
+      const after = tags.sort().filter((t) => last === null || t > last);
+      const page = n === null ? after : after.slice(0, Number(n));
+      const link = page.length < after.length ? { link: `</v2/${repository}/tags/list?n=${n}&last=${page.at(-1)}>; rel="next"` } : {};
+      res.writeHead(200, { 'content-type': 'application/json', ...link });
+      return void res.end(JSON.stringify({ name: repository, tags: page }));
+    }
+    const key = kind === 'manifests' ? (reference.includes(':') ? `${repository}@${reference}` : `${repository}:${reference}`) : reference;
+    const fault = faults.get(kind === 'manifests' && !reference.includes(':') ? `${repository}:${reference}` : reference);
+    if (fault?.type === 'status') return sendError(res, fault.status, `STATUS_${fault.status}`, fault.headers);
+    if (fault?.type === 'redirect') return void res.writeHead(307, { location: fault.location }).end();
+    const content = kind === 'manifests' ? manifests.get(key) : blobs.get(reference);
+    if (!content) return sendError(res, 404, kind === 'manifests' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN');
+    const isManifest = kind === 'manifests';
+    await sendBody(req, res, content.bytes, isManifest ? content.mediaType : 'application/octet-stream', content.digest, fault);
+  }
+
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  url = `http://127.0.0.1:${port}`;
+
+  const fake: FakeUpstream = {
+    url,
+    host: `127.0.0.1:${port}`,
+    requests,
+    count(method, pattern) {
+      return requests.filter((r) => r.method === method && (typeof pattern === 'string' ? r.path === pattern : pattern.test(r.path))).length;
+    },
+    addBlob(blob) {
+      blobs.set(blob.digest, blob);
+    },
+    addManifest(repository, manifest, tag) {
+      manifests.set(`${repository}@${manifest.digest}`, manifest);
+      if (tag) manifests.set(`${repository}:${tag}`, manifest);
+    },
+    addImage(repository, tag, image) {
+      const images = 'images' in image ? image.images : [image];
+      for (const m of images) {
+        fake.addManifest(repository, m);
+        for (const b of [m.config, ...m.layers]) fake.addBlob(b);
+      }
+      fake.addManifest(repository, image, tag);
+    },
+    setFault(key, fault) {
+      if (fault) faults.set(key, fault);
+      else faults.delete(key);
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return fake;
+}
+
+export { sha256 };

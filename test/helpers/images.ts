@@ -1,0 +1,114 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+
+/** Test content built here, so every test knows the exact bytes and digests it expects back. */
+
+export const OCI = {
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  index: 'application/vnd.oci.image.index.v1+json',
+  config: 'application/vnd.oci.image.config.v1+json',
+  layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+} as const;
+
+export const DOCKER = {
+  manifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  list: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  config: 'application/vnd.docker.container.image.v1+json',
+  layer: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+} as const;
+
+export function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export interface Blob {
+  readonly digest: string;
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+}
+
+export interface ImageManifest extends Blob {
+  readonly config: Blob;
+  readonly layers: readonly Blob[];
+  readonly platform: { os: string; architecture: string };
+}
+
+export interface ImageIndex extends Blob {
+  readonly images: readonly ImageManifest[];
+}
+
+function blob(bytes: Buffer, mediaType: string): Blob {
+  return { digest: sha256(bytes), bytes, mediaType };
+}
+
+function tarHeader(name: string, size: number): Buffer {
+  const header = Buffer.alloc(512);
+  header.write(name, 0, 100, 'utf8');
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  header.write(`${Math.floor(Date.UTC(2024, 0, 1) / 1000).toString(8).padStart(11, '0')}\0`, 136);
+  header.write('        ', 148);
+  header.write('0', 156);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return header;
+}
+
+/** A gzipped tar with one file of `size` random bytes: a real layer that containerd can unpack. */
+export function makeLayer(name: string, size: number, mediaType: string = OCI.layer): Blob {
+  const content = randomBytes(size);
+  const padding = Buffer.alloc((512 - (size % 512)) % 512);
+  const tar = Buffer.concat([tarHeader(name, size), content, padding, Buffer.alloc(1024)]);
+  return blob(gzipSync(tar, { level: 1 }), mediaType);
+}
+
+/** Random bytes under a blob media type, for tests that only move bytes. */
+export function makeRawBlob(size: number, mediaType = 'application/octet-stream'): Blob {
+  return blob(randomBytes(size), mediaType);
+}
+
+export function makeImage(options: {
+  layerSizes: readonly number[];
+  format?: 'oci' | 'docker';
+  platform?: { os: string; architecture: string };
+}): ImageManifest {
+  const types = options.format === 'docker' ? DOCKER : OCI;
+  const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
+  const layers = options.layerSizes.map((size, i) => makeLayer(`file-${i}-${randomBytes(4).toString('hex')}`, size, types.layer));
+  const configJson = {
+    architecture: platform.architecture,
+    os: platform.os,
+    config: { Cmd: ['/file-0'] },
+    rootfs: { type: 'layers', diff_ids: layers.map(() => `sha256:${randomBytes(32).toString('hex')}`) },
+  };
+  const config = blob(Buffer.from(JSON.stringify(configJson)), types.config);
+  const manifestJson = {
+    schemaVersion: 2,
+    mediaType: types.manifest,
+    config: { mediaType: config.mediaType, digest: config.digest, size: config.bytes.length },
+    layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.bytes.length })),
+  };
+  return { ...blob(Buffer.from(JSON.stringify(manifestJson, null, 2)), types.manifest), config, layers, platform };
+}
+
+export function makeIndex(images: readonly ImageManifest[], format: 'oci' | 'docker' = 'oci'): ImageIndex {
+  const mediaType = format === 'docker' ? DOCKER.list : OCI.index;
+  const json = {
+    schemaVersion: 2,
+    mediaType,
+    manifests: images.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.bytes.length, platform: m.platform })),
+  };
+  return { ...blob(Buffer.from(JSON.stringify(json, null, 2)), mediaType), images };
+}
+
+/** Every blob (config and layers) of an image or index, without duplicates. */
+export function blobsOf(image: ImageManifest | ImageIndex): Blob[] {
+  const images = 'images' in image ? image.images : [image];
+  const all = images.flatMap((m) => [m.config, ...m.layers]);
+  return [...new Map(all.map((b) => [b.digest, b])).values()];
+}

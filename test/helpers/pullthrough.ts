@@ -1,0 +1,64 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createApp, type App } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load-config.js';
+import { createSilentLogger } from '../../src/logger.js';
+
+export interface RunningPullthrough {
+  readonly app: App;
+  /** `http://127.0.0.1:port` */
+  readonly url: string;
+  /** `127.0.0.1:port` */
+  readonly host: string;
+  readonly storageRoot: string;
+  /** Stops the server; keeps the storage unless `keepStorage` is false (the default removes it). */
+  close(options?: { keepStorage?: boolean }): Promise<void>;
+}
+
+export interface UpstreamSpec {
+  host: string;
+  url: string;
+  default?: boolean;
+  tagTtl?: string;
+  timeouts?: Record<string, string>;
+}
+
+/** Starts pullthrough in this process on a loopback port, with a fresh storage root unless one is given. */
+export async function startPullthrough(options: {
+  upstreams: UpstreamSpec[];
+  storageRoot?: string;
+  cache?: Record<string, string>;
+  now?: () => number;
+}): Promise<RunningPullthrough> {
+  const storageRoot = options.storageRoot ?? (await mkdtemp(path.join(tmpdir(), 'pullthrough-test-')));
+  const config = parseConfig(
+    { listen: '127.0.0.1:0', logLevel: 'silent', storage: { root: storageRoot }, upstreams: options.upstreams, ...(options.cache && { cache: options.cache }) },
+    {},
+    'test',
+  );
+  const app = await createApp(config, { logger: createSilentLogger(), withDefaultMetrics: false, ...(options.now && { now: options.now }) });
+  const address = await app.listen();
+  return {
+    app,
+    url: `http://127.0.0.1:${address.port}`,
+    host: `127.0.0.1:${address.port}`,
+    storageRoot,
+    async close({ keepStorage = false } = {}) {
+      await app.close({ graceMs: 2_000 });
+      if (!keepStorage) await rm(storageRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The value of one sample in Prometheus text, summed over series whose labels include `labels`. */
+export async function metricValue(baseUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const wanted = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (wanted) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
