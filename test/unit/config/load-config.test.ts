@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig, parseConfig } from '../../../src/config/load-config.js';
+import { parseDurationMs, parseListenAddress, parseSizeBytes } from '../../../src/config/units.js';
+
+const minimal = { upstreams: [{ host: 'docker.io', url: 'https://registry-1.docker.io', default: true }] };
+
+function problems(doc: unknown, env: Record<string, string> = {}): readonly string[] {
+  try {
+    parseConfig(doc, env, 'test');
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('config', () => {
+  it('fills defaults and freezes the result', () => {
+    const config = parseConfig(minimal, {}, 'test');
+    assert.equal(config.listen, '127.0.0.1:5000');
+    assert.equal(config.storage.root, './storage');
+    assert.equal(config.cache.maxManifestBytes, 4 * 1024 * 1024);
+    assert.equal(config.upstreams[0]?.tagTtl, 300_000);
+    assert.equal(config.upstreams[0]?.timeouts.connect, 10_000);
+    assert.ok(Object.isFrozen(config.upstreams[0]));
+  });
+
+  it('reports every problem at once, each with its key path', () => {
+    const found = problems({
+      lisen: 'x',
+      cache: { maxManifestBytes: '4 bananas' },
+      upstreams: [{ host: 'docker.io', url: 'ftp://example', tagTtl: 'soon', extra: true }],
+    });
+    assert.ok(found.includes('lisen: unknown key'), found.join('\n'));
+    assert.ok(found.some((p) => p.startsWith('cache.maxManifestBytes: expected a size')));
+    assert.ok(found.some((p) => p.startsWith('upstreams[0].url: ')));
+    assert.ok(found.some((p) => p.startsWith('upstreams[0].tagTtl: expected a duration')));
+    assert.ok(found.includes('upstreams[0].extra: unknown key'));
+  });
+
+  it('refuses duplicate hosts, two defaults, URLs with paths and no upstreams', () => {
+    assert.ok(problems({ upstreams: [] }).some((p) => p.startsWith('upstreams: ')));
+    const dup = problems({ upstreams: [{ host: 'a.io', url: 'http://a', default: true }, { host: 'a.io', url: 'http://b', default: true }] });
+    assert.ok(dup.includes('upstreams[1].host: host a.io is configured twice'));
+    assert.ok(dup.includes('upstreams[1].default: only one upstream may be the default'));
+    assert.ok(problems({ upstreams: [{ host: 'a.io', url: 'http://a/v2' }] }).some((p) => p.startsWith('upstreams[0].url: expected a bare origin')));
+    assert.ok(problems({ upstreams: [{ host: 'https://a.io', url: 'http://a' }] }).some((p) => p.startsWith('upstreams[0].host: ')));
+  });
+
+  it('applies allow-listed environment overrides and names them in errors', () => {
+    const config = parseConfig(minimal, { PULLTHROUGH_STORAGE_ROOT: '/data', PULLTHROUGH_LISTEN: '0.0.0.0:5001', UNRELATED: 'x' }, 'test');
+    assert.equal(config.storage.root, '/data');
+    assert.equal(config.listen, '0.0.0.0:5001');
+    assert.ok(problems(minimal, { PULLTHROUGH_LOG_LEVEL: 'chatty' }).some((p) => p.startsWith('logLevel (set by PULLTHROUGH_LOG_LEVEL): ')));
+  });
+
+  it('loads YAML files and says which file is wrong', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pullthrough-config-'));
+    const good = path.join(dir, 'good.yaml');
+    await writeFile(good, 'upstreams:\n  - host: ghcr.io\n    url: https://ghcr.io\n    tagTtl: 90s\n');
+    assert.equal(loadConfig(good, {}).upstreams[0]?.tagTtl, 90_000);
+    const bad = path.join(dir, 'bad.yaml');
+    await writeFile(bad, 'upstreams: [\n');
+    assert.throws(() => loadConfig(bad, {}), (err: Error) => err instanceof ConfigError && err.message.includes(bad) && err.message.includes('not valid YAML'));
+    assert.throws(() => loadConfig(path.join(dir, 'missing.yaml'), {}), /cannot read the file/);
+  });
+
+  it('ships an embedded default that validates', () => {
+    const config = loadConfig(path.resolve('config/default.yaml'), {});
+    assert.deepEqual(config.upstreams.map((u) => u.host), ['docker.io', 'ghcr.io', 'quay.io', 'registry.k8s.io']);
+  });
+});
+
+describe('units', () => {
+  it('parses durations', () => {
+    assert.equal(parseDurationMs('0'), 0);
+    assert.equal(parseDurationMs('250ms'), 250);
+    assert.equal(parseDurationMs('90s'), 90_000);
+    assert.equal(parseDurationMs('5m'), 300_000);
+    assert.equal(parseDurationMs('1h'), 3_600_000);
+    assert.equal(parseDurationMs('7d'), 604_800_000);
+    assert.equal(parseDurationMs(30), 30_000);
+    for (const bad of ['5', '-1s', '1w', '', 'm']) assert.throws(() => parseDurationMs(bad), /expected a duration/);
+  });
+  it('parses sizes', () => {
+    assert.equal(parseSizeBytes('512'), 512);
+    assert.equal(parseSizeBytes('4MiB'), 4 * 2 ** 20);
+    assert.equal(parseSizeBytes('50GiB'), 50 * 2 ** 30);
+    assert.equal(parseSizeBytes('1.5GB'), 1.5e9);
+    for (const bad of ['4 bananas', '-1', 'MiB', 1.5]) assert.throws(() => parseSizeBytes(bad), /expected a size/);
+  });
+  it('parses listen addresses', () => {
+    assert.deepEqual(parseListenAddress('127.0.0.1:5000'), { host: '127.0.0.1', port: 5000 });
+    assert.deepEqual(parseListenAddress(':5000'), { host: '0.0.0.0', port: 5000 });
+    assert.deepEqual(parseListenAddress('[::1]:5000'), { host: '::1', port: 5000 });
+    for (const bad of ['5000', 'host:99999', 'a:b']) assert.throws(() => parseListenAddress(bad));
+  });
+});

@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { declaredMediaType, manifestReferences } from '../../../src/oci/manifest.js';
+import { makeImage, makeIndex } from '../../helpers/images.js';
+
+describe('manifest references', () => {
+  it('lists config and layers of an image manifest', () => {
+    const image = makeImage({ layerSizes: [1, 2] });
+    const refs = manifestReferences(image.bytes, image.mediaType);
+    assert.deepEqual(refs.blobs.map((d) => d.digest), [image.config.digest, ...image.layers.map((l) => l.digest)]);
+    assert.deepEqual(refs.manifests, []);
+  });
+  it('lists the manifests of an index', () => {
+    const index = makeIndex([makeImage({ layerSizes: [1] }), makeImage({ layerSizes: [1] })], 'docker');
+    const refs = manifestReferences(index.bytes, index.mediaType);
+    assert.deepEqual(refs.manifests.map((d) => d.digest), index.images.map((m) => m.digest));
+    assert.equal(declaredMediaType(index.bytes), index.mediaType);
+  });
+  it('finds nothing in what is not a manifest, without throwing', () => {
+    assert.deepEqual(manifestReferences(Buffer.from('not json'), 'x'), { manifests: [], blobs: [] });
+    assert.deepEqual(manifestReferences(Buffer.from('{"layers":[{"digest":1}]}'), 'x'), { manifests: [], blobs: [] });
+    assert.equal(declaredMediaType(Buffer.from('[]')), undefined);
+  });
+});
