@@ -60,11 +60,11 @@ function tarHeader(name: string, size: number): Buffer {
 }
 
 /** A gzipped tar with one file of `size` random bytes: a real layer that containerd can unpack. */
-export function makeLayer(name: string, size: number, mediaType: string = OCI.layer): Blob {
+export function makeLayer(name: string, size: number, mediaType: string = OCI.layer): Blob & { diffId: string } {
   const content = randomBytes(size);
   const padding = Buffer.alloc((512 - (size % 512)) % 512);
   const tar = Buffer.concat([tarHeader(name, size), content, padding, Buffer.alloc(1024)]);
-  return blob(gzipSync(tar, { level: 1 }), mediaType);
+  return { ...blob(gzipSync(tar, { level: 1 }), mediaType), diffId: sha256(tar) };
 }
 
 /** Random bytes under a blob media type, for tests that only move bytes. */
@@ -80,11 +80,14 @@ export function makeImage(options: {
   const types = options.format === 'docker' ? DOCKER : OCI;
   const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
   const layers = options.layerSizes.map((size, i) => makeLayer(`file-${i}-${randomBytes(4).toString('hex')}`, size, types.layer));
+  // A unique config per image, so two images with equal layer sizes never share a digest.
+  const created = new Date(Date.UTC(2024, 0, 1) + Math.floor(Math.random() * 1e9)).toISOString();
   const configJson = {
     architecture: platform.architecture,
     os: platform.os,
+    created,
     config: { Cmd: ['/file-0'] },
-    rootfs: { type: 'layers', diff_ids: layers.map(() => `sha256:${randomBytes(32).toString('hex')}`) },
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
   };
   const config = blob(Buffer.from(JSON.stringify(configJson)), types.config);
   const manifestJson = {

@@ -3,7 +3,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createApp, type App } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load-config.js';
-import { createSilentLogger } from '../../src/logger.js';
+import { Writable } from 'node:stream';
+import { createLogger, createSilentLogger } from '../../src/logger.js';
+
+/** One access-log line, as pullthrough writes it. */
+export interface LoggedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  readonly kind: string;
+  readonly source?: string;
+  readonly userAgent?: string;
+}
 
 export interface RunningPullthrough {
   readonly app: App;
@@ -12,6 +23,8 @@ export interface RunningPullthrough {
   /** `127.0.0.1:port` */
   readonly host: string;
   readonly storageRoot: string;
+  /** Every request answered, from the access log (empty unless started with `captureRequests`). */
+  readonly requests: LoggedRequest[];
   /** Stops the server; keeps the storage unless `keepStorage` is false (the default removes it). */
   close(options?: { keepStorage?: boolean }): Promise<void>;
 }
@@ -30,20 +43,34 @@ export async function startPullthrough(options: {
   storageRoot?: string;
   cache?: Record<string, string>;
   now?: () => number;
+  captureRequests?: boolean;
 }): Promise<RunningPullthrough> {
+  const requests: LoggedRequest[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        const entry = JSON.parse(line) as LoggedRequest & { msg: string };
+        if (entry.msg === 'request') requests.push(entry);
+      }
+      callback();
+    },
+  });
+  const logger = options.captureRequests ? createLogger('info', sink) : createSilentLogger();
   const storageRoot = options.storageRoot ?? (await mkdtemp(path.join(tmpdir(), 'pullthrough-test-')));
   const config = parseConfig(
     { listen: '127.0.0.1:0', logLevel: 'silent', storage: { root: storageRoot }, upstreams: options.upstreams, ...(options.cache && { cache: options.cache }) },
     {},
     'test',
   );
-  const app = await createApp(config, { logger: createSilentLogger(), withDefaultMetrics: false, ...(options.now && { now: options.now }) });
+  const app = await createApp(config, { logger, withDefaultMetrics: false, ...(options.now && { now: options.now }) });
   const address = await app.listen();
   return {
     app,
     url: `http://127.0.0.1:${address.port}`,
     host: `127.0.0.1:${address.port}`,
     storageRoot,
+    requests,
     async close({ keepStorage = false } = {}) {
       await app.close({ graceMs: 2_000 });
       if (!keepStorage) await rm(storageRoot, { recursive: true, force: true });
