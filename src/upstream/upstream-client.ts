@@ -153,7 +153,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
         await response.body.dump();
         if (++hops > MAX_REDIRECTS) throw new UpstreamError('invalid', host, `upstream ${host} redirected more than ${MAX_REDIRECTS} times`);
         url = new URL(location, url);
-        if (method === 'GET' || method === 'HEAD') continue;
+        continue;
       }
       return response;
     }
