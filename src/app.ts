@@ -1,10 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { createBlobFills } from './cache/blob-fill.js';
+import { createCacheStatus } from './cache/cache-status.js';
 import { createManifestFill } from './cache/manifest-fill.js';
 import { createPullThroughRegistry } from './cache/pull-through-registry.js';
 import type { Config } from './config/config.js';
+import { ConfigError } from './config/load-config.js';
 import { parseListenAddress } from './config/units.js';
 import { createHttpApp } from './http/create-http-app.js';
 import type { Logger } from './logger.js';
@@ -34,6 +38,15 @@ export interface App {
 
 const ACCESS_FLUSH_MS = 5_000;
 
+/** Reads a PEM file named by the config; a missing file stops start-up naming its key. */
+function readKeyFile(key: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError('config', [`${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`], { cause: err });
+  }
+}
+
 /**
  * The composition root: builds every module from the config, in dependency order, and wires
  * them. Nothing listens until {@link App.listen}.
@@ -41,14 +54,15 @@ const ACCESS_FLUSH_MS = 5_000;
 export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const now = deps.now ?? Date.now;
   const { logger } = deps;
-  const metrics = createMetrics({ withDefaultMetrics: deps.withDefaultMetrics ?? true });
   const store = createBlobStore({ root: config.storage.root });
   await store.init();
   const index = createMetadataIndex({ path: path.join(store.root, 'index.db') }, { now });
   await reconcileStorage(store, index, logger);
+  const metrics = createMetrics({ withDefaultMetrics: deps.withDefaultMetrics ?? true, storageStats: () => index.stats() });
 
   const upstreams = config.upstreams.map((upstream) => createUpstream(upstream, { metrics, logger, now }));
-  const router = createUpstreamRouter(upstreams, { defaultHost: config.upstreams.find((u) => u.default)?.host });
+  const defaultHost = config.upstreams.find((u) => u.default)?.host;
+  const router = createUpstreamRouter(upstreams, { defaultHost });
   const tagTtls = new Map(config.upstreams.map((u) => [u.host, u.tagTtl]));
   const memory = createManifestCache({ maxBytes: config.cache.manifestMemoryBytes });
   const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout }, { store, index, metrics, logger });
@@ -58,8 +72,14 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     { router, store, index, manifests, fills, metrics, logger, now },
   );
 
-  const app = createHttpApp({ registry, metrics, logger, exposeMetrics: config.metrics.enabled });
-  const server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 }, app);
+  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost });
+  const app = createHttpApp({ registry, status, now, metrics, logger, exposeMetrics: config.metrics.enabled });
+  // Slow-loris bounds: headers must arrive within 30 s; bodies (blob downloads) may take as long
+  // as they take, since a large layer over a slow link is legitimate.
+  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
+  const server: Server = config.tls
+    ? createTlsServer({ ...serverOptions, cert: readKeyFile('tls.cert', config.tls.cert), key: readKeyFile('tls.key', config.tls.key) }, app)
+    : createServer(serverOptions, app);
   server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     // containers/image with `insecure = true` opens with a TLS handshake (first byte 0x16) and
     // falls back to plain HTTP once the connection is closed; an HTTP 400 would only confuse it.

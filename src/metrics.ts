@@ -18,16 +18,44 @@ export interface Metrics {
   readonly digestMismatches: Counter;
   readonly fillsInFlight: Gauge;
   readonly fillSeconds: Histogram<'result'>;
-  /** HTTP requests by kind (base, manifest, blob, tags, catalog, other), method and status. */
-  readonly httpRequests: Counter<'kind' | 'method' | 'status'>;
+  /** HTTP requests by kind (manifest, blob, tags, …), method, result (hit, miss, joined, revalidated, stale, error, none) and status. */
+  readonly httpRequests: Counter<'kind' | 'method' | 'result' | 'status'>;
   readonly httpRequestSeconds: Histogram<'kind' | 'source'>;
+  /** The upstream's `ratelimit-remaining` / `ratelimit-limit` (Docker Hub's pull limit), last seen. */
+  readonly upstreamRateLimitRemaining: Gauge<'upstream'>;
+  readonly upstreamRateLimitLimit: Gauge<'upstream'>;
 }
 
-/** Builds the handles on a fresh registry; with `withDefaultMetrics`, also Node's process metrics. */
-export function createMetrics(options: { withDefaultMetrics: boolean }): Metrics {
+/** Reads the cache's size when Prometheus scrapes. */
+export type StorageStats = () => { bytes: number; objects: number };
+
+/**
+ * Builds the handles on a fresh registry; with `withDefaultMetrics`, also Node's process metrics.
+ * `storageStats` is read at scrape time, so the size gauges cost nothing between scrapes.
+ */
+export function createMetrics(options: { withDefaultMetrics: boolean; storageStats?: StorageStats }): Metrics {
   const registry = new Registry();
   if (options.withDefaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'pullthrough_' });
   const registers = [registry];
+  const { storageStats } = options;
+  if (storageStats) {
+    new Gauge({
+      name: 'pullthrough_cache_size_bytes',
+      help: 'Bytes of blobs and manifests in the cache.',
+      registers,
+      collect() {
+        this.set(storageStats().bytes);
+      },
+    });
+    new Gauge({
+      name: 'pullthrough_cache_objects',
+      help: 'Blobs and manifests in the cache.',
+      registers,
+      collect() {
+        this.set(storageStats().objects);
+      },
+    });
+  }
   return {
     registry,
     cacheLookups: new Counter({
@@ -74,8 +102,8 @@ export function createMetrics(options: { withDefaultMetrics: boolean }): Metrics
     }),
     httpRequests: new Counter({
       name: 'pullthrough_http_requests_total',
-      help: 'HTTP requests answered, by kind, method and status.',
-      labelNames: ['kind', 'method', 'status'],
+      help: 'HTTP requests answered, by kind, method, cache result and status.',
+      labelNames: ['kind', 'method', 'result', 'status'],
       registers,
     }),
     httpRequestSeconds: new Histogram({
@@ -83,6 +111,18 @@ export function createMetrics(options: { withDefaultMetrics: boolean }): Metrics
       help: 'Time to answer a request, by kind and source (cache, upstream).',
       labelNames: ['kind', 'source'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers,
+    }),
+    upstreamRateLimitRemaining: new Gauge({
+      name: 'pullthrough_upstream_ratelimit_remaining',
+      help: "Requests left in the upstream's rate-limit window, from its ratelimit-remaining header.",
+      labelNames: ['upstream'],
+      registers,
+    }),
+    upstreamRateLimitLimit: new Gauge({
+      name: 'pullthrough_upstream_ratelimit_limit',
+      help: "The upstream's rate limit per window, from its ratelimit-limit header.",
+      labelNames: ['upstream'],
       registers,
     }),
   };

@@ -10,7 +10,7 @@ import { UpstreamError } from '../upstream/upstream-error.js';
 import type { Route, UpstreamRouter } from '../upstream/upstream-router.js';
 import type { BlobFills } from './blob-fill.js';
 import type { ManifestFill } from './manifest-fill.js';
-import type { ManifestResult, Registry } from './registry.js';
+import type { LookupResult, ManifestResult, Registry } from './registry.js';
 import { SingleFlight } from './single-flight.js';
 import { isTagFresh, isUpstreamOutage, staleWarning } from './tag-freshness.js';
 
@@ -56,16 +56,18 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
   const revalidations = new SingleFlight<string | undefined>();
   const { metrics, index } = deps;
 
-  function result(manifest: CachedManifest, source: 'cache' | 'upstream', warning?: string): ManifestResult {
+  /** Counts the lookup and shapes the answer; `kind` is 'tag' for manifests asked for by tag. */
+  function answer(kind: 'tag' | 'manifest', manifest: CachedManifest, lookup: LookupResult, warning?: string): ManifestResult {
+    metrics.cacheLookups.inc({ kind, result: lookup });
     index.recordAccess(manifest.digest);
-    return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, bytes: manifest.bytes, source, staleWarning: warning };
+    const source = lookup === 'miss' || lookup === 'joined' ? 'upstream' : 'cache';
+    return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, bytes: manifest.bytes, source, result: lookup, staleWarning: warning };
   }
 
   async function fill(upstream: Upstream, link: RepositoryRecord, reference: string, accept: readonly string[], expected?: Parameters<ManifestFill['fetch']>[4]) {
     const key = `${link.upstream}/${link.repository}:${reference}|${accept.join(',')}`;
     const flight = flights.run(key, () => deps.manifests.fetch(upstream, link, reference, accept, expected));
-    if (flight.joined) metrics.cacheLookups.inc({ kind: 'manifest', result: 'joined' });
-    return flight.promise;
+    return { manifest: await flight.promise, lookup: (flight.joined ? 'joined' : 'miss') as LookupResult };
   }
 
   /** HEADs the tag upstream; resolves to the digest it points at now (undefined if the upstream did not say). */
@@ -76,48 +78,41 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
 
   async function manifestByTag(route: Route, tag: string, accept: readonly string[]): Promise<ManifestResult> {
     const link = linkOf(route);
+    index.recordPull(link, tag);
     const cached = index.getTag(link, tag);
     const local = cached && accepts(accept, cached.mediaType) ? await deps.manifests.local(cached.digest) : undefined;
     if (cached && local) {
       const now = deps.now();
-      if (isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream))) {
-        metrics.cacheLookups.inc({ kind: 'tag', result: 'hit' });
-        return result(local, 'cache');
-      }
+      if (isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream))) return answer('tag', local, 'hit');
       try {
         const current = await revalidate(route.upstream, link, tag);
         if (current === cached.digest) {
           index.touchTag(link, tag, now);
-          metrics.cacheLookups.inc({ kind: 'tag', result: 'revalidated' });
-          return result(local, 'cache');
+          return answer('tag', local, 'revalidated');
         }
       } catch (err) {
         if (isUpstreamOutage(err)) {
-          metrics.cacheLookups.inc({ kind: 'tag', result: 'stale' });
           deps.logger.warn({ upstream: link.upstream, repository: link.repository, tag, err: err.message }, 'serving cached tag: upstream could not revalidate it');
-          return result(local, 'cache', staleWarning(err));
+          return answer('tag', local, 'stale', staleWarning(err));
         }
         if (err instanceof UpstreamError && err.isNotFound) index.deleteTag(link, tag);
         throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
       }
     }
-    metrics.cacheLookups.inc({ kind: 'tag', result: 'miss' });
-    let fetched: CachedManifest;
+    let fetched: Awaited<ReturnType<typeof fill>>;
     try {
       fetched = await fill(route.upstream, link, tag, fillAccept(accept));
+      if (!accepts(accept, fetched.manifest.mediaType)) {
+        // The client cannot take what the tag points at for everyone else: ask on its terms, but
+        // keep the tag mapping that serves the other clients.
+        const own = await fill(route.upstream, link, tag, accept);
+        return answer('tag', own.manifest, own.lookup);
+      }
     } catch (err) {
       throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
     }
-    if (!accepts(accept, fetched.mediaType)) {
-      // The client cannot take what the tag points at for everyone else: ask on its terms, but keep
-      // the tag mapping that serves the other clients.
-      fetched = await fill(route.upstream, link, tag, accept).catch((err: unknown) => {
-        throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
-      });
-      return result(fetched, 'upstream');
-    }
-    index.putTag(link, tag, { digest: fetched.digest, mediaType: fetched.mediaType, checkedAt: deps.now() });
-    return result(fetched, 'upstream');
+    index.putTag(link, tag, { digest: fetched.manifest.digest, mediaType: fetched.manifest.mediaType, checkedAt: deps.now() });
+    return answer('tag', fetched.manifest, fetched.lookup);
   }
 
   return {
@@ -126,13 +121,10 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       if (reference.kind === 'tag') return manifestByTag(route, reference.tag, accept);
       const { digest } = reference;
       const local = await deps.manifests.local(digest.value);
-      if (local) {
-        metrics.cacheLookups.inc({ kind: 'manifest', result: 'hit' });
-        return result(local, 'cache');
-      }
-      metrics.cacheLookups.inc({ kind: 'manifest', result: 'miss' });
+      if (local) return answer('manifest', local, 'hit');
       try {
-        return result(await fill(route.upstream, linkOf(route), digest.value, fillAccept(accept), digest), 'upstream');
+        const fetched = await fill(route.upstream, linkOf(route), digest.value, fillAccept(accept), digest);
+        return answer('manifest', fetched.manifest, fetched.lookup);
       } catch (err) {
         throw notFound(err, 'MANIFEST_UNKNOWN', `manifest ${digest.value} of ${route.repository}`);
       }
@@ -144,17 +136,18 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       if (record) {
         metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
         index.recordAccess(digest.value);
-        return { digest: digest.value, size: record.size, source: 'cache', open: method === 'GET' ? (range) => deps.store.createReadStream(digest, range) : undefined };
+        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', open: method === 'GET' ? (range) => deps.store.createReadStream(digest, range) : undefined };
       }
       try {
         if (method === 'HEAD') {
           metrics.cacheLookups.inc({ kind: 'blob', result: 'miss' });
           const { size } = await route.upstream.headBlob(route.repository, digest.value);
-          return { digest: digest.value, size, source: 'upstream', open: undefined };
+          return { digest: digest.value, size, source: 'upstream', result: 'miss', open: undefined };
         }
         const fill = await deps.fills.join(route.upstream, linkOf(route), digest);
-        metrics.cacheLookups.inc({ kind: 'blob', result: fill.isStarter ? 'miss' : 'joined' });
-        return { digest: digest.value, size: fill.size, source: 'upstream', open: fill.createReader };
+        const lookup = fill.isStarter ? 'miss' : 'joined';
+        metrics.cacheLookups.inc({ kind: 'blob', result: lookup });
+        return { digest: digest.value, size: fill.size, source: 'upstream', result: lookup, open: fill.createReader };
       } catch (err) {
         throw notFound(err, 'BLOB_UNKNOWN', `blob ${digest.value} of ${route.repository}`);
       }

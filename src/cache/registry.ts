@@ -6,6 +6,13 @@ import type { ByteRange } from '../storage/blob-store.js';
 /** Where an answer came from, for metrics and logs. */
 export type Source = 'cache' | 'upstream';
 
+/**
+ * How the cache answered: from disk (`hit`), after a fill (`miss`), by joining a fill already
+ * running (`joined`), after the upstream confirmed a tag (`revalidated`), or from disk because
+ * the upstream could not confirm it (`stale`).
+ */
+export type LookupResult = 'hit' | 'miss' | 'joined' | 'revalidated' | 'stale';
+
 export interface ManifestResult {
   readonly digest: string;
   readonly mediaType: string;
@@ -13,6 +20,7 @@ export interface ManifestResult {
   /** The exact bytes; absent for HEAD answers that did not need them. */
   readonly bytes: Buffer | undefined;
   readonly source: Source;
+  readonly result: LookupResult;
   /** Set when a cached answer is served because the upstream could not revalidate it. */
   readonly staleWarning?: string | undefined;
 }
@@ -22,6 +30,7 @@ export interface BlobResult {
   /** Unknown only while a fill from an upstream that sent no Content-Length is running. */
   readonly size: number | undefined;
   readonly source: Source;
+  readonly result: LookupResult;
   /** Opens the bytes (all, or one range); the caller owns the stream. Absent for HEAD. */
   readonly open: ((range?: ByteRange) => Readable) | undefined;
 }

@@ -70,6 +70,16 @@ export const configSchema = z
           ctx.addIssue({ code: 'custom', message: (err as Error).message });
         }
       }),
+    /**
+     * Serve HTTPS with this PEM certificate (chain) and key, for mirrors reached beyond loopback
+     * (containerd and docker want HTTPS or an explicit insecure setting there). Absent: plain HTTP.
+     */
+    tls: z
+      .strictObject({
+        cert: z.string().min(1, 'path to a PEM certificate (chain)'),
+        key: z.string().min(1, 'path to the PEM private key'),
+      })
+      .optional(),
     /** @default info */
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
     storage: z

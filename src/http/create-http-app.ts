@@ -1,4 +1,5 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { CacheStatus } from '../cache/cache-status.js';
 import type { Registry } from '../cache/registry.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -8,9 +9,12 @@ import { labels, setApiVersion } from './request-context.js';
 import { createBlobHandler } from './routes/blobs.js';
 import { createCatalogHandler, createTagsHandler } from './routes/listings.js';
 import { createManifestHandler } from './routes/manifests.js';
+import { createStatusHandlers } from './routes/status.js';
 
 export interface HttpAppDeps {
   readonly registry: Registry;
+  readonly status: CacheStatus;
+  readonly now: () => number;
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** Serve Prometheus metrics at /metrics. */
@@ -27,10 +31,12 @@ function accessLog(logger: Logger, metrics: Metrics) {
   return (req: Request, res: Response, next: NextFunction) => {
     const started = performance.now();
     res.once('close', () => {
-      const { kind, source } = labels(res);
+      const { kind, source, isComplete } = labels(res);
       const seconds = (performance.now() - started) / 1000;
-      const status = res.writableFinished ? res.statusCode : 499;
-      metrics.httpRequests.inc({ kind, method: req.method, status: String(status) });
+      // 499: the connection ended before the response did (client gone, or cut on purpose).
+      const status = (isComplete ?? res.writableFinished) ? res.statusCode : 499;
+      const result = status >= 400 ? 'error' : (labels(res).result ?? 'none');
+      metrics.httpRequests.inc({ kind, method: req.method, result, status: String(status) });
       metrics.httpRequestSeconds.observe({ kind, source: source ?? 'none' }, seconds);
       logger.info(
         {
@@ -40,6 +46,7 @@ function accessLog(logger: Logger, metrics: Metrics) {
           bytes: Number(res.getHeader('content-length') ?? 0),
           durationMs: Math.round(seconds * 1000),
           kind,
+          result,
           source,
           userAgent: req.headers['user-agent'],
         },
@@ -62,10 +69,14 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.set('query parser', 'simple');
   app.use(accessLog(deps.logger, deps.metrics));
 
+  const status = createStatusHandlers(deps.status, deps.now);
   app.get('/healthz', (_req, res) => {
     labels(res).kind = 'health';
     res.json({ status: 'ok' });
   });
+  app.get('/readyz', status.ready);
+  app.get('/', status.page);
+  app.get('/_pullthrough/status', status.json);
   if (deps.exposeMetrics) {
     app.get('/metrics', async (_req, res) => {
       labels(res).kind = 'metrics';

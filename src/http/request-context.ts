@@ -1,11 +1,14 @@
 import type { Request, Response } from 'express';
 import type { RepositoryRequest } from '../oci/reference.js';
-import type { Source } from '../cache/registry.js';
+import type { LookupResult, Source } from '../cache/registry.js';
 
 /** What the access log and metrics learn about a request from its route. */
 export interface RequestLabels {
-  kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'other';
+  kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'other';
   source?: Source;
+  result?: LookupResult;
+  /** Set by body-streaming routes: whether every byte of the body was handed to the connection. */
+  isComplete?: boolean;
 }
 
 /** The per-request labels; routes fill them in, the access log reads them. */

@@ -41,6 +41,8 @@ export interface BlobStore {
   remove(digest: Digest): Promise<void>;
   /** Every committed digest found on disk, as `algorithm:hex`, with its size. */
   list(): AsyncIterable<{ digest: string; size: number }>;
+  /** Writes, syncs and removes a probe file in `tmp/`; rejects when the disk cannot take a fill. */
+  probeWritable(): Promise<void>;
 }
 
 export function createBlobStore(options: { root: string }): BlobStore {
@@ -99,6 +101,16 @@ export function createBlobStore(options: { root: string }): BlobStore {
     },
     async remove(digest) {
       await rm(pathFor(digest), { force: true });
+    },
+    async probeWritable() {
+      const temp = await store.createTempFile();
+      try {
+        await temp.handle.writeFile('probe');
+        await temp.handle.sync();
+      } finally {
+        await temp.handle.close();
+        await store.discard(temp.path);
+      }
     },
     async *list() {
       for (const algorithm of await readdirOrEmpty(blobsDir)) {

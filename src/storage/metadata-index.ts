@@ -16,6 +16,18 @@ export interface TagRecord {
   readonly checkedAt: number;
 }
 
+/** A cached tag with what it takes on disk and how often it was pulled (for the status page). */
+export interface ImageSummary {
+  readonly upstream: string;
+  readonly repository: string;
+  readonly tag: string;
+  readonly digest: string;
+  /** Bytes on disk of the manifest and everything it references that is cached. */
+  readonly sizeBytes: number;
+  readonly pulls: number;
+  readonly lastPulledAt: number | null;
+}
+
 /** A repository in the cache, by upstream host. */
 export interface RepositoryRecord {
   readonly upstream: string;
@@ -40,10 +52,18 @@ export interface MetadataIndex {
   listRepositories(): RepositoryRecord[];
   /** Notes a read; written in batches by {@link flushAccess}, never on the request path. */
   recordAccess(digest: string): void;
+  /** Notes a pull of a tag; batched like {@link recordAccess}. */
+  recordPull(link: RepositoryRecord, tag: string): void;
+  /** Total bytes and objects indexed. */
+  stats(): { bytes: number; objects: number };
+  /** Cached tags, most pulled or largest first. */
+  topImages(order: 'pulls' | 'size', limit: number): ImageSummary[];
   flushAccess(): void;
   allDigests(): string[];
   /** Drops content rows (and what hangs off them) in one transaction. */
   deleteContent(digests: readonly string[]): void;
+  /** Throws when the database cannot answer a query. */
+  ping(): void;
   close(): void;
 }
 
@@ -78,6 +98,8 @@ CREATE TABLE tags (
   digest TEXT NOT NULL REFERENCES content(digest) ON DELETE CASCADE,
   media_type TEXT NOT NULL,
   checked_at INTEGER NOT NULL,
+  pulls INTEGER NOT NULL DEFAULT 0,
+  last_pulled_at INTEGER,
   PRIMARY KEY (upstream, repository, tag)
 ) STRICT, WITHOUT ROWID;
 `;
@@ -116,6 +138,11 @@ class SqliteMetadataIndex implements MetadataIndex {
   readonly #db: Database.Database;
   readonly #now: () => number;
   readonly #pendingAccess = new Map<string, number>();
+  readonly #pendingPulls = new Map<string, { link: RepositoryRecord; tag: string; count: number; at: number }>();
+  readonly #addPulls;
+  readonly #stats;
+  readonly #topByPulls;
+  readonly #topBySize;
   readonly #getContent;
   readonly #upsertContent;
   readonly #insertReference;
@@ -164,6 +191,26 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#touchContent = db.prepare('UPDATE content SET last_access_at = MAX(last_access_at, ?) WHERE digest = ?');
     this.#allDigests = db.prepare<[], { digest: string }>('SELECT digest FROM content').pluck();
     this.#deleteContent = db.prepare('DELETE FROM content WHERE digest = ?');
+    this.#addPulls = db.prepare(
+      'UPDATE tags SET pulls = pulls + ?, last_pulled_at = MAX(COALESCE(last_pulled_at, 0), ?) WHERE upstream = ? AND repository = ? AND tag = ?',
+    );
+    this.#stats = db.prepare<[], { bytes: number | null; objects: number }>('SELECT SUM(size) AS bytes, COUNT(*) AS objects FROM content');
+    // Everything a tag reaches through manifest references, counted once per tag.
+    const top = (order: string) =>
+      db.prepare<[number], { upstream: string; repository: string; tag: string; digest: string; size: number | null; pulls: number; last_pulled_at: number | null }>(
+        `WITH RECURSIVE reach(upstream, repository, tag, digest) AS (
+           SELECT upstream, repository, tag, digest FROM tags
+           UNION
+           SELECT reach.upstream, reach.repository, reach.tag, r.child
+             FROM reach JOIN manifest_references r ON r.manifest = reach.digest
+         )
+         SELECT t.upstream, t.repository, t.tag, t.digest, t.pulls, t.last_pulled_at,
+                (SELECT SUM(c.size) FROM reach JOIN content c ON c.digest = reach.digest
+                  WHERE reach.upstream = t.upstream AND reach.repository = t.repository AND reach.tag = t.tag) AS size
+           FROM tags t ORDER BY ${order} DESC, t.upstream, t.repository, t.tag LIMIT ?`,
+      );
+    this.#topByPulls = top('t.pulls');
+    this.#topBySize = top('size');
   }
 
   getContent(digest: string): ContentRecord | undefined {
@@ -212,13 +259,45 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#pendingAccess.set(digest, this.#now());
   }
 
+  recordPull(link: RepositoryRecord, tag: string): void {
+    const key = `${link.upstream}\0${link.repository}\0${tag}`;
+    const pending = this.#pendingPulls.get(key);
+    if (pending) {
+      pending.count += 1;
+      pending.at = this.#now();
+    } else {
+      this.#pendingPulls.set(key, { link, tag, count: 1, at: this.#now() });
+    }
+  }
+
   flushAccess(): void {
-    if (this.#pendingAccess.size === 0) return;
-    const pending = [...this.#pendingAccess];
+    if (this.#pendingAccess.size === 0 && this.#pendingPulls.size === 0) return;
+    const accesses = [...this.#pendingAccess];
+    const pulls = [...this.#pendingPulls.values()];
     this.#pendingAccess.clear();
+    this.#pendingPulls.clear();
     this.#db.transaction(() => {
-      for (const [digest, at] of pending) this.#touchContent.run(at, digest);
+      for (const [digest, at] of accesses) this.#touchContent.run(at, digest);
+      for (const { link, tag, count, at } of pulls) this.#addPulls.run(count, at, link.upstream, link.repository, tag);
     })();
+  }
+
+  stats(): { bytes: number; objects: number } {
+    const row = this.#stats.get();
+    return { bytes: row?.bytes ?? 0, objects: row?.objects ?? 0 };
+  }
+
+  topImages(order: 'pulls' | 'size', limit: number): ImageSummary[] {
+    const rows = (order === 'pulls' ? this.#topByPulls : this.#topBySize).all(limit);
+    return rows.map((row) => ({
+      upstream: row.upstream,
+      repository: row.repository,
+      tag: row.tag,
+      digest: row.digest,
+      sizeBytes: row.size ?? 0,
+      pulls: row.pulls,
+      lastPulledAt: row.last_pulled_at,
+    }));
   }
 
   allDigests(): string[] {
@@ -229,6 +308,10 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#db.transaction(() => {
       for (const digest of digests) this.#deleteContent.run(digest);
     })();
+  }
+
+  ping(): void {
+    this.#db.prepare('SELECT 1').get();
   }
 
   close(): void {

@@ -26,6 +26,15 @@ export interface TagPage {
   readonly hasMore: boolean;
 }
 
+/** What the last exchanges with an upstream showed, for the status page. */
+export interface UpstreamHealth {
+  readonly lastOkAt: number | undefined;
+  readonly lastErrorAt: number | undefined;
+  readonly lastError: string | undefined;
+  /** From `ratelimit-remaining` (Docker Hub: `76;w=21600`), when the upstream sends it. */
+  readonly rateLimitRemaining: number | undefined;
+}
+
 export interface RequestOptions {
   readonly signal?: AbortSignal | undefined;
 }
@@ -47,6 +56,7 @@ export interface Upstream {
   getBlob(repository: string, digest: string, options?: RequestOptions): Promise<BlobResponse>;
   headBlob(repository: string, digest: string, options?: RequestOptions): Promise<{ size: number | undefined }>;
   listTags(repository: string, options: RequestOptions & { n?: number | undefined; last?: string | undefined }): Promise<TagPage>;
+  health(): UpstreamHealth;
   close(): Promise<void>;
 }
 
@@ -77,6 +87,20 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   const { host } = options;
   const base = new URL(options.url);
   const tokens = new TokenCache(deps.now);
+  let health: UpstreamHealth = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
+
+  function observe(response: Dispatcher.ResponseData): void {
+    const remaining = Number.parseInt(header(response.headers, 'ratelimit-remaining') ?? '', 10);
+    const limit = Number.parseInt(header(response.headers, 'ratelimit-limit') ?? '', 10);
+    if (Number.isFinite(remaining)) deps.metrics.upstreamRateLimitRemaining.set({ upstream: host }, remaining);
+    if (Number.isFinite(limit)) deps.metrics.upstreamRateLimitLimit.set({ upstream: host }, limit);
+    const failed = response.statusCode >= 500 || response.statusCode === 429;
+    health = {
+      ...health,
+      ...(failed ? { lastErrorAt: deps.now(), lastError: `HTTP ${response.statusCode}` } : { lastOkAt: deps.now() }),
+      ...(Number.isFinite(remaining) && { rateLimitRemaining: remaining }),
+    };
+  }
   const agent = new Agent({
     connect: { timeout: options.timeouts.connect },
     headersTimeout: options.timeouts.headers,
@@ -99,9 +123,11 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     try {
       const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers, signal });
       deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: String(response.statusCode) });
+      observe(response);
       return response;
     } catch (err) {
       deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: 'error' });
+      health = { ...health, lastErrorAt: deps.now(), lastError: (err as { code?: string }).code ?? (err as Error).message };
       return translate(err, url);
     } finally {
       deps.metrics.upstreamRequestSeconds.observe({ upstream: host, kind }, (performance.now() - started) / 1000);
@@ -236,6 +262,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       const tags = Array.isArray(body?.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];
       return { tags, hasMore: /rel="?next"?/.test(header(response.headers, 'link') ?? '') };
     },
+    health: () => health,
     async close() {
       await agent.close();
     },

@@ -43,6 +43,8 @@ export interface FakeUpstream {
 export interface FakeUpstreamOptions {
   /** Require the Bearer token flow (Docker Hub's), with a token endpoint at /token. */
   readonly bearer?: boolean;
+  /** Sent with every response (e.g. Docker Hub's ratelimit-remaining). */
+  readonly responseHeaders?: Record<string, string>;
 }
 
 function sendError(res: ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
@@ -95,6 +97,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   let url = '';
 
   const server: Server = createServer((req, res) => {
+    for (const [name, value] of Object.entries(options.responseHeaders ?? {})) res.setHeader(name, value);
     const parsed = new URL(req.url ?? '/', 'http://fake');
     requests.push({ method: req.method ?? 'GET', path: parsed.pathname, query: parsed.searchParams, headers: req.headers });
     void handle(req, res, parsed).catch(() => res.destroy());

@@ -19,7 +19,7 @@ export function createBlobHandler(registry: Registry, metrics: Metrics, logger: 
     const params = req.params as Record<string, string>;
     const digest = parseDigest(params['1'] ?? '');
     const blob = await registry.getBlob(repositoryRequest(req, params['0'] ?? ''), digest, { method: req.method });
-    labels(res).source = blob.source;
+    Object.assign(labels(res), { source: blob.source, result: blob.result });
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('docker-content-digest', blob.digest);
     res.setHeader('etag', `"${blob.digest}"`);
@@ -50,15 +50,25 @@ export function createBlobHandler(registry: Registry, metrics: Metrics, logger: 
     return stream(blob.open(slice), blob.source, slice ? slice.end - slice.start + 1 : blob.size);
 
     async function stream(body: NodeJS.ReadableStream, source: string, length: number | undefined): Promise<void> {
+      // Counted as handed to the response: a client that has every byte of Content-Length may
+      // close before our end-of-stream is processed, and that is a delivered body, not an abort.
+      let sent = 0;
+      body.on('data', (chunk: Buffer) => {
+        sent += chunk.length;
+      });
       try {
         await pipeline(body, res);
-        if (length !== undefined) metrics.servedBytes.inc({ source }, length);
       } catch (err) {
-        // Headers are out: the only honest signal left is a cut connection, never a short 200.
-        if (!res.destroyed) res.destroy();
-        if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-          logger.warn({ digest: digest.value, err: (err as Error).message }, 'blob response aborted');
+        if (length === undefined || sent < length) {
+          // Headers are out: the only honest signal left is a cut connection, never a short 200.
+          if (!res.destroyed) res.destroy();
+          if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+            logger.warn({ digest: digest.value, err: (err as Error).message }, 'blob response aborted');
+          }
         }
+      } finally {
+        metrics.servedBytes.inc({ source }, sent);
+        labels(res).isComplete = length === undefined ? res.writableFinished : sent === length;
       }
     }
   };

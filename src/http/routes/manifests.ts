@@ -19,7 +19,7 @@ export function createManifestHandler(registry: Registry, metrics: Metrics) {
       method: req.method,
       accept: parseAccept(req.headersDistinct['accept']),
     });
-    labels(res).source = manifest.source;
+    Object.assign(labels(res), { source: manifest.source, result: manifest.result });
     // Every client needs these three exactly: without Content-Type containerd and docker
     // misread or refuse the manifest (see shared/CLIENTS.md).
     res.setHeader('content-type', manifest.mediaType);

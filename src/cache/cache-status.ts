@@ -1,0 +1,81 @@
+import type { Metrics } from '../metrics.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { ImageSummary, MetadataIndex } from '../storage/metadata-index.js';
+import type { UpstreamHealth } from '../upstream/upstream-client.js';
+import type { UpstreamRouter } from '../upstream/upstream-router.js';
+
+export interface Readiness {
+  readonly isReady: boolean;
+  readonly checks: Readonly<Record<'storage' | 'index', string>>;
+}
+
+export interface UpstreamStatus extends UpstreamHealth {
+  readonly host: string;
+  readonly isDefault: boolean;
+}
+
+/** What the status page shows: all of it read from metrics and the index, nothing from upstreams. */
+export interface StatusReport {
+  readonly uptimeSeconds: number;
+  readonly lookups: Readonly<Record<string, number>>;
+  /** Hits (fresh, revalidated or stale) over all lookups; undefined before the first. */
+  readonly hitRatio: number | undefined;
+  readonly servedBytes: { readonly cache: number; readonly upstream: number };
+  readonly storage: { readonly bytes: number; readonly objects: number };
+  readonly upstreams: readonly UpstreamStatus[];
+  readonly mostPulled: readonly ImageSummary[];
+  readonly largest: readonly ImageSummary[];
+}
+
+export interface CacheStatus {
+  /** Ready means the cache can fill: storage writable and the index answering. Upstreams do not count, so an offline site stays ready. */
+  readiness(): Promise<Readiness>;
+  report(): Promise<StatusReport>;
+}
+
+async function sumBy(metric: Metrics['cacheLookups'] | Metrics['servedBytes'], label: string): Promise<Record<string, number>> {
+  const totals: Record<string, number> = {};
+  for (const sample of (await metric.get()).values) {
+    const key = String((sample.labels as Record<string, string | number | undefined>)[label] ?? '');
+    totals[key] = (totals[key] ?? 0) + sample.value;
+  }
+  return totals;
+}
+
+export function createCacheStatus(deps: { router: UpstreamRouter; index: MetadataIndex; store: BlobStore; metrics: Metrics; now: () => number; defaultHost: string | undefined }): CacheStatus {
+  const startedAt = deps.now();
+  return {
+    async readiness() {
+      const checks = { storage: 'ok', index: 'ok' };
+      try {
+        await deps.store.probeWritable();
+      } catch (err) {
+        checks.storage = `not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      }
+      try {
+        deps.index.ping();
+      } catch (err) {
+        checks.index = `not answering: ${(err as Error).message}`;
+      }
+      return { isReady: checks.storage === 'ok' && checks.index === 'ok', checks };
+    },
+    async report() {
+      // Pull counts are batched; a status read is rare enough to write them first.
+      deps.index.flushAccess();
+      const lookups = await sumBy(deps.metrics.cacheLookups, 'result');
+      const served = await sumBy(deps.metrics.servedBytes, 'source');
+      const hits = (lookups['hit'] ?? 0) + (lookups['revalidated'] ?? 0) + (lookups['stale'] ?? 0);
+      const total = Object.values(lookups).reduce((a, b) => a + b, 0);
+      return {
+        uptimeSeconds: Math.round((deps.now() - startedAt) / 1000),
+        lookups,
+        hitRatio: total === 0 ? undefined : hits / total,
+        servedBytes: { cache: served['cache'] ?? 0, upstream: served['upstream'] ?? 0 },
+        storage: deps.index.stats(),
+        upstreams: deps.router.upstreams.map((u) => ({ host: u.host, isDefault: u.host === deps.defaultHost, ...u.health() })),
+        mostPulled: deps.index.topImages('pulls', 10),
+        largest: deps.index.topImages('size', 10),
+      };
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import type { Request, Response } from 'express';
+import type { CacheStatus, StatusReport } from '../../cache/cache-status.js';
+import type { ImageSummary } from '../../storage/metadata-index.js';
+import { labels } from '../request-context.js';
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+function ago(at: number | undefined | null, now: number): string {
+  if (at === undefined || at === null) return 'never';
+  const seconds = Math.max(0, Math.round((now - at) / 1000));
+  if (seconds < 120) return `${seconds} s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+  return `${Math.round(seconds / 3600)} h ago`;
+}
+
+function imageRows(images: readonly ImageSummary[], now: number): string {
+  if (images.length === 0) return '<tr><td colspan="4" class="empty">nothing cached yet</td></tr>';
+  return images
+    .map((i) => `<tr><td>${escape(`${i.upstream}/${i.repository}:${i.tag}`)}</td><td class="num">${bytes(i.sizeBytes)}</td><td class="num">${i.pulls}</td><td>${ago(i.lastPulledAt, now)}</td></tr>`)
+    .join('');
+}
+
+/** The status page: plain server-rendered HTML, no scripts, readable in any browser or `curl`. */
+export function renderStatusPage(report: StatusReport, now: number): string {
+  const ratio = report.hitRatio === undefined ? '–' : `${(report.hitRatio * 100).toFixed(1)} %`;
+  const served = report.servedBytes.cache + report.servedBytes.upstream;
+  const upstreamRows = report.upstreams
+    .map((u) => {
+      const healthy = u.lastErrorAt === undefined || (u.lastOkAt !== undefined && u.lastOkAt >= u.lastErrorAt);
+      const state = u.lastOkAt === undefined && u.lastErrorAt === undefined ? 'not contacted yet' : healthy ? 'ok' : `failing: ${escape(u.lastError ?? '')}`;
+      return `<tr><td>${escape(u.host)}${u.isDefault ? ' <span class="tag">default</span>' : ''}</td><td class="${healthy ? 'ok' : 'bad'}">${state}</td><td>${ago(u.lastOkAt, now)}</td><td class="num">${u.rateLimitRemaining ?? '–'}</td></tr>`;
+    })
+    .join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pullthrough</title>
+<style>
+body{font:15px/1.4 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1d2330;background:#fafbfc}
+h1{font-size:1.4rem;margin:0 0 1rem}h2{font-size:1.05rem;margin:2rem 0 .5rem}
+.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:.8rem 1rem;min-width:10rem}
+.card b{display:block;font-size:1.5rem}.card span{color:#5b6475;font-size:.85rem}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde1e8}th,td{padding:.4rem .6rem;text-align:left;border-bottom:1px solid #eef0f4}
+th{font-size:.8rem;color:#5b6475;text-transform:uppercase}.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#18794e}.bad{color:#c0392b}.empty{color:#8a93a3;text-align:center}.tag{font-size:.7rem;background:#e8eefc;border-radius:3px;padding:0 .3rem}
+</style></head><body>
+<h1>pullthrough</h1>
+<div class="cards">
+<div class="card" id="hit-ratio"><b>${ratio}</b><span>cache hit ratio</span></div>
+<div class="card"><b>${bytes(report.servedBytes.cache)}</b><span>served from cache</span></div>
+<div class="card"><b>${bytes(report.servedBytes.upstream)}</b><span>served while filling from upstream</span></div>
+<div class="card"><b>${served === 0 ? '–' : `${((report.servedBytes.cache / served) * 100).toFixed(1)} %`}</b><span>bytes saved upstream</span></div>
+<div class="card"><b>${bytes(report.storage.bytes)}</b><span>${report.storage.objects} objects on disk</span></div>
+</div>
+<h2>Upstreams</h2>
+<table id="upstreams"><tr><th>registry</th><th>state</th><th>last success</th><th class="num">rate limit left</th></tr>${upstreamRows}</table>
+<h2>Most pulled</h2>
+<table id="most-pulled"><tr><th>image</th><th class="num">size</th><th class="num">pulls</th><th>last pull</th></tr>${imageRows(report.mostPulled, now)}</table>
+<h2>Largest</h2>
+<table id="largest"><tr><th>image</th><th class="num">size</th><th class="num">pulls</th><th>last pull</th></tr>${imageRows(report.largest, now)}</table>
+<p style="color:#8a93a3;font-size:.8rem">up ${Math.round(report.uptimeSeconds / 60)} min · <a href="/metrics">metrics</a> · <a href="/_pullthrough/status">json</a></p>
+</body></html>`;
+}
+
+/** `/`, `/_pullthrough/status` (JSON) and `/readyz`. */
+export function createStatusHandlers(status: CacheStatus, now: () => number) {
+  return {
+    page: async (_req: Request, res: Response) => {
+      labels(res).kind = 'status';
+      res.type('html').send(renderStatusPage(await status.report(), now()));
+    },
+    json: async (_req: Request, res: Response) => {
+      labels(res).kind = 'status';
+      res.json(await status.report());
+    },
+    ready: async (_req: Request, res: Response) => {
+      labels(res).kind = 'health';
+      const readiness = await status.readiness();
+      res.status(readiness.isReady ? 200 : 503).json({ status: readiness.isReady ? 'ready' : 'not ready', checks: readiness.checks });
+    },
+  };
+}

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import request from 'supertest';
+import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
+import { blobsOf, makeImage, type ImageManifest } from '../helpers/images.js';
+import { waitUntil } from '../helpers/processes.js';
+import { metricValue, startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
+
+describe('metrics, readiness and the status page', () => {
+  let upstream: FakeUpstream;
+  let cache: RunningPullthrough;
+  let image: ImageManifest;
+
+  before(async () => {
+    upstream = await startFakeUpstream({ responseHeaders: { 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600' } });
+    image = makeImage({ layerSizes: [20_000, 40_000] });
+    upstream.addImage('library/app', '1.0', image);
+    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: upstream.url, default: true }], captureRequests: true });
+  });
+  after(async () => {
+    await cache.close();
+    await upstream.close();
+  });
+
+  async function pull(): Promise<void> {
+    await request(cache.url).get('/v2/library/app/manifests/1.0').expect(200);
+    for (const blob of blobsOf(image)) await request(cache.url).get(`/v2/library/app/blobs/${blob.digest}`).expect(200);
+  }
+
+  it('counts a cold pull as misses from upstream and a warm pull as hits from the cache', async () => {
+    // Byte and request counters move when the server finishes a response, which may be just
+    // after the client has read its last byte: wait for the value rather than race it.
+    const m = async (name: string, labels: Record<string, string> = {}, expected?: number) => {
+      if (expected !== undefined) await waitUntil(async () => (await metricValue(cache.url, name, labels)) === expected, `${name} to reach ${expected}`, 5_000).catch(() => undefined);
+      return metricValue(cache.url, name, labels);
+    };
+    const imageBytes = blobsOf(image).reduce((sum, b) => sum + b.bytes.length, 0);
+
+    await pull();
+    assert.equal(await m('pullthrough_cache_lookups_total', { kind: 'blob', result: 'miss' }), 3);
+    assert.equal(await m('pullthrough_cache_lookups_total', { kind: 'tag', result: 'miss' }), 1);
+    assert.equal(await m('pullthrough_upstream_requests_total', { upstream: 'docker.io', kind: 'blob', status: '200' }), 3);
+    assert.equal(await m('pullthrough_served_bytes_total', { source: 'upstream' }, imageBytes + image.bytes.length), imageBytes + image.bytes.length);
+    assert.equal(await m('pullthrough_http_requests_total', { kind: 'blob', result: 'miss', status: '200' }, 3), 3);
+    assert.equal(await m('pullthrough_cache_size_bytes'), imageBytes + image.bytes.length);
+    assert.equal(await m('pullthrough_cache_objects'), 4);
+    assert.equal(await m('pullthrough_upstream_ratelimit_remaining', { upstream: 'docker.io' }), 76);
+    assert.equal(await m('pullthrough_upstream_ratelimit_limit', { upstream: 'docker.io' }), 100);
+
+    await pull();
+    assert.equal(await m('pullthrough_cache_lookups_total', { kind: 'blob', result: 'hit' }), 3);
+    assert.equal(await m('pullthrough_cache_lookups_total', { kind: 'tag', result: 'hit' }), 1);
+    assert.equal(await m('pullthrough_upstream_requests_total', { kind: 'blob' }), 3, 'no new upstream requests');
+    assert.equal(await m('pullthrough_served_bytes_total', { source: 'cache' }, imageBytes + image.bytes.length), imageBytes + image.bytes.length);
+    assert.equal(await m('pullthrough_http_requests_total', { kind: 'blob', result: 'hit', status: '200' }, 3), 3);
+    assert.ok((await m('pullthrough_http_request_duration_seconds_count', { kind: 'blob', source: 'cache' })) >= 3);
+    assert.ok((await m('pullthrough_upstream_request_duration_seconds_count', { upstream: 'docker.io', kind: 'blob' })) >= 3);
+  });
+
+  it('writes one JSON access-log line per request, with cache result and no credentials', async () => {
+    await request(cache.url).get(`/v2/library/app/blobs/${image.config.digest}`).set('authorization', 'Bearer secret-token').expect(200);
+    // The access log is written when the server closes the response, which may follow the client's read.
+    const find = () => cache.requests.find((r) => r.path === `/v2/library/app/blobs/${image.config.digest}` && (r as unknown as { result: string }).result === 'hit');
+    await waitUntil(async () => find() !== undefined, 'the access-log line');
+    const line = find();
+    assert.equal(line?.method, 'GET');
+    assert.equal(line?.status, 200);
+    assert.equal((line as unknown as { result: string }).result, 'hit');
+    assert.ok(!JSON.stringify(cache.requests).includes('secret-token'));
+  });
+
+  it('is ready while storage is writable, and says why not otherwise', async () => {
+    const ready = await request(cache.url).get('/readyz').expect(200);
+    assert.deepEqual(ready.body.checks, { storage: 'ok', index: 'ok' });
+    await request(cache.url).get('/healthz').expect(200);
+
+    const tmp = path.join(cache.storageRoot, 'tmp');
+    await rm(tmp, { recursive: true });
+    await writeFile(tmp, 'not a directory');
+    try {
+      const broken = await request(cache.url).get('/readyz').expect(503);
+      assert.match(broken.body.checks.storage, /^not writable/);
+      await request(cache.url).get('/healthz').expect(200);
+    } finally {
+      await rm(tmp);
+      await mkdir(tmp);
+    }
+    await request(cache.url).get('/readyz').expect(200);
+  });
+
+  it('reports hit ratio, bytes by source, upstream health and the most pulled images', async () => {
+    const report = (await request(cache.url).get('/_pullthrough/status').expect(200)).body;
+    assert.ok(report.hitRatio > 0 && report.hitRatio < 1);
+    assert.ok(report.servedBytes.cache > 0);
+    assert.equal(report.upstreams[0].host, 'docker.io');
+    assert.equal(report.upstreams[0].isDefault, true);
+    assert.equal(report.upstreams[0].rateLimitRemaining, 76);
+    assert.equal(report.mostPulled[0].repository, 'library/app');
+    assert.equal(report.mostPulled[0].pulls, 2);
+    assert.equal(report.largest[0].sizeBytes, blobsOf(image).reduce((sum, b) => sum + b.bytes.length, 0) + image.bytes.length);
+
+    const page = await request(cache.url).get('/').expect(200);
+    assert.match(page.headers['content-type'] ?? '', /text\/html/);
+    assert.match(page.text, /docker\.io\/library\/app:1\.0/);
+  });
+});
