@@ -31,10 +31,12 @@ function accessLog(logger: Logger, metrics: Metrics) {
   return (req: Request, res: Response, next: NextFunction) => {
     const started = performance.now();
     res.once('close', () => {
-      const { kind, source, isComplete } = labels(res);
+      const { kind, source, sentBytes = 0, expectedBytes } = labels(res);
       const seconds = (performance.now() - started) / 1000;
+      const isComplete = res.writableFinished || (expectedBytes !== undefined && sentBytes === expectedBytes);
       // 499: the connection ended before the response did (client gone, or cut on purpose).
-      const status = (isComplete ?? res.writableFinished) ? res.statusCode : 499;
+      const status = isComplete ? res.statusCode : 499;
+      if (source && sentBytes > 0) metrics.servedBytes.inc({ source }, sentBytes);
       const result = status >= 400 ? 'error' : (labels(res).result ?? 'none');
       metrics.httpRequests.inc({ kind, method: req.method, result, status: String(status) });
       metrics.httpRequestSeconds.observe({ kind, source: source ?? 'none' }, seconds);
@@ -43,7 +45,7 @@ function accessLog(logger: Logger, metrics: Metrics) {
           method: req.method,
           path: req.originalUrl,
           status,
-          bytes: Number(res.getHeader('content-length') ?? 0),
+          bytes: sentBytes || Number(res.getHeader('content-length') ?? 0),
           durationMs: Math.round(seconds * 1000),
           kind,
           result,
@@ -93,11 +95,11 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.json({});
   });
   app.get('/v2/_catalog', createCatalogHandler(deps.registry));
-  app.all(MANIFEST_PATH, createManifestHandler(deps.registry, deps.metrics));
+  app.all(MANIFEST_PATH, createManifestHandler(deps.registry));
   app.all(UPLOAD_PATH, () => {
     throw new OciError('UNSUPPORTED', 'blob uploads are not supported: pullthrough is a read-only mirror');
   });
-  app.all(BLOB_PATH, createBlobHandler(deps.registry, deps.metrics, deps.logger));
+  app.all(BLOB_PATH, createBlobHandler(deps.registry, deps.logger));
   app.get(TAGS_PATH, createTagsHandler(deps.registry));
 
   app.use((req, res) => {

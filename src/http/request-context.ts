@@ -7,8 +7,10 @@ export interface RequestLabels {
   kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'other';
   source?: Source;
   result?: LookupResult;
-  /** Set by body-streaming routes: whether every byte of the body was handed to the connection. */
-  isComplete?: boolean;
+  /** Body bytes handed to the connection so far (manifests and blobs). */
+  sentBytes?: number;
+  /** The body's declared length, when it has one. */
+  expectedBytes?: number | undefined;
 }
 
 /** The per-request labels; routes fill them in, the access log reads them. */

@@ -2,7 +2,6 @@ import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import type { Registry } from '../../cache/registry.js';
 import type { Logger } from '../../logger.js';
-import type { Metrics } from '../../metrics.js';
 import { parseDigest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
 import type { ByteRange } from '../../storage/blob-store.js';
@@ -10,7 +9,7 @@ import { parseRange } from '../range.js';
 import { labels, repositoryRequest } from '../request-context.js';
 
 /** `GET`/`HEAD /v2/<name>/blobs/<digest>`, with single byte ranges (distribution-spec "Pulling blobs"). */
-export function createBlobHandler(registry: Registry, metrics: Metrics, logger: Logger) {
+export function createBlobHandler(registry: Registry, logger: Logger) {
   return async (req: Request, res: Response): Promise<void> => {
     labels(res).kind = 'blob';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -50,25 +49,23 @@ export function createBlobHandler(registry: Registry, metrics: Metrics, logger: 
     return stream(blob.open(slice), blob.source, slice ? slice.end - slice.start + 1 : blob.size);
 
     async function stream(body: NodeJS.ReadableStream, source: string, length: number | undefined): Promise<void> {
-      // Counted as handed to the response: a client that has every byte of Content-Length may
-      // close before our end-of-stream is processed, and that is a delivered body, not an abort.
-      let sent = 0;
+      const context = labels(res);
+      context.expectedBytes = length;
+      context.sentBytes = 0;
+      // Counting only: a client holding every byte may close before our end-of-stream is
+      // processed, and the access log must still see a delivered body.
       body.on('data', (chunk: Buffer) => {
-        sent += chunk.length;
+        context.sentBytes = (context.sentBytes ?? 0) + chunk.length;
       });
       try {
         await pipeline(body, res);
       } catch (err) {
-        if (length === undefined || sent < length) {
-          // Headers are out: the only honest signal left is a cut connection, never a short 200.
-          if (!res.destroyed) res.destroy();
-          if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-            logger.warn({ digest: digest.value, err: (err as Error).message }, 'blob response aborted');
-          }
+        if (length !== undefined && context.sentBytes === length) return;
+        // Headers are out: the only honest signal left is a cut connection, never a short 200.
+        if (!res.destroyed) res.destroy();
+        if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+          logger.warn({ digest: digest.value, source, err: (err as Error).message }, 'blob response aborted');
         }
-      } finally {
-        metrics.servedBytes.inc({ source }, sent);
-        labels(res).isComplete = length === undefined ? res.writableFinished : sent === length;
       }
     }
   };

@@ -1,13 +1,12 @@
 import type { Request, Response } from 'express';
 import type { Registry } from '../../cache/registry.js';
-import type { Metrics } from '../../metrics.js';
 import { OciError } from '../../oci/errors.js';
 import { parseAccept } from '../../oci/media-types.js';
 import { parseManifestReference } from '../../oci/reference.js';
 import { labels, repositoryRequest } from '../request-context.js';
 
 /** `GET`/`HEAD /v2/<name>/manifests/<reference>` (distribution-spec "Pulling manifests"). */
-export function createManifestHandler(registry: Registry, metrics: Metrics) {
+export function createManifestHandler(registry: Registry) {
   return async (req: Request, res: Response): Promise<void> => {
     labels(res).kind = 'manifest';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -38,7 +37,7 @@ export function createManifestHandler(registry: Registry, metrics: Metrics) {
       res.end();
       return;
     }
-    metrics.servedBytes.inc({ source: manifest.source }, manifest.size);
+    Object.assign(labels(res), { expectedBytes: manifest.size, sentBytes: manifest.size });
     res.end(manifest.bytes);
   };
 }
