@@ -11,6 +11,9 @@ import { createLogger } from './logger.js';
  * touches `process`.
  */
 
+/** Kubernetes sends SIGKILL 30 s after SIGTERM by default: finish well inside that. */
+const SHUTDOWN_GRACE_MS = 20_000;
+
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
 
 const USAGE = `usage: pullthrough serve [--config FILE] [--check-config]
@@ -58,13 +61,17 @@ async function main(argv: string[]): Promise<number> {
   await app.listen();
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, 'shutting down');
+      logger.info({ signal, graceMs: SHUTDOWN_GRACE_MS }, 'shutting down: finishing responses and fills in flight');
+      // A second signal means "now": running fills are abandoned, their temp files purged at next start.
+      process.once('SIGTERM', () => process.exit(143));
+      process.once('SIGINT', () => process.exit(130));
       resolve();
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
-  await app.close();
+  await app.close({ graceMs: SHUTDOWN_GRACE_MS });
+  logger.info({}, 'stopped');
   return 0;
 }
 

@@ -12,6 +12,9 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   skopeo: 'skopeo',
   containerd: 'containerd',
   ctr: 'containerd',
+  openssl: 'openssl',
+  chromium: 'chromium',
+  'docker-compose': 'docker-compose',
 };
 
 /**
@@ -78,9 +81,9 @@ export function startDaemon(command: string, args: readonly string[], env: NodeJ
 }
 
 /** Runs a command to completion; rejects with its output on a non-zero exit. */
-export async function runCommand(command: string, args: readonly string[], options: { timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
+export async function runCommand(command: string, args: readonly string[], options: { timeoutMs?: number; cwd?: string } = {}): Promise<{ stdout: string; stderr: string }> {
   try {
-    return await run(command, [...args], { timeout: options.timeoutMs ?? 120_000, maxBuffer: 32 * 1024 * 1024 });
+    return await run(command, [...args], { timeout: options.timeoutMs ?? 120_000, maxBuffer: 32 * 1024 * 1024, ...(options.cwd && { cwd: options.cwd }) });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
     throw new Error(`${command} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);

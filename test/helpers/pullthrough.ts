@@ -44,6 +44,7 @@ export async function startPullthrough(options: {
   cache?: Record<string, string>;
   now?: () => number;
   captureRequests?: boolean;
+  tls?: { cert: string; key: string };
 }): Promise<RunningPullthrough> {
   const requests: LoggedRequest[] = [];
   const sink = new Writable({
@@ -59,7 +60,14 @@ export async function startPullthrough(options: {
   const logger = options.captureRequests ? createLogger('info', sink) : createSilentLogger();
   const storageRoot = options.storageRoot ?? (await mkdtemp(path.join(tmpdir(), 'pullthrough-test-')));
   const config = parseConfig(
-    { listen: '127.0.0.1:0', logLevel: 'silent', storage: { root: storageRoot }, upstreams: options.upstreams, ...(options.cache && { cache: options.cache }) },
+    {
+      listen: '127.0.0.1:0',
+      logLevel: 'silent',
+      storage: { root: storageRoot },
+      upstreams: options.upstreams,
+      ...(options.cache && { cache: options.cache }),
+      ...(options.tls && { tls: options.tls }),
+    },
     {},
     'test',
   );
@@ -67,7 +75,7 @@ export async function startPullthrough(options: {
   const address = await app.listen();
   return {
     app,
-    url: `http://127.0.0.1:${address.port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${address.port}`,
     host: `127.0.0.1:${address.port}`,
     storageRoot,
     requests,
