@@ -7,6 +7,7 @@ import { createBlobFills } from './cache/blob-fill.js';
 import { createCacheStatus } from './cache/cache-status.js';
 import { createManifestFill } from './cache/manifest-fill.js';
 import { createPullThroughRegistry } from './cache/pull-through-registry.js';
+import { createTagTtlPolicy } from './cache/tag-freshness.js';
 import type { Config } from './config/config.js';
 import { ConfigError } from './config/load-config.js';
 import { parseListenAddress } from './config/units.js';
@@ -63,16 +64,21 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const upstreams = config.upstreams.map((upstream) => createUpstream(upstream, { metrics, logger, now }));
   const defaultHost = config.upstreams.find((u) => u.default)?.host;
   const router = createUpstreamRouter(upstreams, { defaultHost });
-  const tagTtls = new Map(config.upstreams.map((u) => [u.host, u.tagTtl]));
+  const upstreamConfigs = new Map(config.upstreams.map((u) => [u.host, u]));
   const memory = createManifestCache({ maxBytes: config.cache.manifestMemoryBytes });
   const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout }, { store, index, metrics, logger });
   const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes }, { store, index, memory, metrics, logger });
+  const isOffline = (host: string) => config.offline || (upstreamConfigs.get(host)?.offline ?? false);
   const registry = createPullThroughRegistry(
-    { tagTtlMs: (host) => tagTtls.get(host) ?? 0 },
+    {
+      tagTtlMs: createTagTtlPolicy(config.upstreams),
+      notFoundTtlMs: (host) => upstreamConfigs.get(host)?.notFoundTtl ?? 0,
+      isOffline,
+    },
     { router, store, index, manifests, fills, metrics, logger, now },
   );
 
-  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost });
+  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline });
   const app = createHttpApp({ registry, status, now, metrics, logger, exposeMetrics: config.metrics.enabled });
   // Slow-loris bounds: headers must arrive within 30 s; bodies (blob downloads) may take as long
   // as they take, since a large layer over a slow link is legitimate.

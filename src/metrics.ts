@@ -24,6 +24,8 @@ export interface Metrics {
   /** The upstream's `ratelimit-remaining` / `ratelimit-limit` (Docker Hub's pull limit), last seen. */
   readonly upstreamRateLimitRemaining: Gauge<'upstream'>;
   readonly upstreamRateLimitLimit: Gauge<'upstream'>;
+  /** 1 while an upstream's circuit breaker is open (or probing), 0 when closed. */
+  readonly upstreamBreakerOpen: Gauge<'upstream'>;
 }
 
 /** Reads the cache's size when Prometheus scrapes. */
@@ -116,6 +118,12 @@ export function createMetrics(options: { withDefaultMetrics: boolean; storageSta
     upstreamRateLimitRemaining: new Gauge({
       name: 'pullthrough_upstream_ratelimit_remaining',
       help: "Requests left in the upstream's rate-limit window, from its ratelimit-remaining header.",
+      labelNames: ['upstream'],
+      registers,
+    }),
+    upstreamBreakerOpen: new Gauge({
+      name: 'pullthrough_upstream_breaker_open',
+      help: "1 while the upstream's circuit breaker is open: it is not contacted, cached content is served.",
       labelNames: ['upstream'],
       registers,
     }),

@@ -12,6 +12,7 @@ export interface Readiness {
 export interface UpstreamStatus extends UpstreamHealth {
   readonly host: string;
   readonly isDefault: boolean;
+  readonly isOffline: boolean;
 }
 
 /** What the status page shows: all of it read from metrics and the index, nothing from upstreams. */
@@ -42,7 +43,15 @@ async function sumBy(metric: Metrics['cacheLookups'] | Metrics['servedBytes'], l
   return totals;
 }
 
-export function createCacheStatus(deps: { router: UpstreamRouter; index: MetadataIndex; store: BlobStore; metrics: Metrics; now: () => number; defaultHost: string | undefined }): CacheStatus {
+export function createCacheStatus(deps: {
+  router: UpstreamRouter;
+  index: MetadataIndex;
+  store: BlobStore;
+  metrics: Metrics;
+  now: () => number;
+  defaultHost: string | undefined;
+  isOffline: (host: string) => boolean;
+}): CacheStatus {
   const startedAt = deps.now();
   return {
     async readiness() {
@@ -72,7 +81,7 @@ export function createCacheStatus(deps: { router: UpstreamRouter; index: Metadat
         hitRatio: total === 0 ? undefined : hits / total,
         servedBytes: { cache: served['cache'] ?? 0, upstream: served['upstream'] ?? 0 },
         storage: deps.index.stats(),
-        upstreams: deps.router.upstreams.map((u) => ({ host: u.host, isDefault: u.host === deps.defaultHost, ...u.health() })),
+        upstreams: deps.router.upstreams.map((u) => ({ host: u.host, isDefault: u.host === deps.defaultHost, isOffline: deps.isOffline(u.host), ...u.health() })),
         mostPulled: deps.index.topImages('pulls', 10),
         largest: deps.index.topImages('size', 10),
       };

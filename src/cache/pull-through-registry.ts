@@ -11,12 +11,17 @@ import type { Route, UpstreamRouter } from '../upstream/upstream-router.js';
 import type { BlobFills } from './blob-fill.js';
 import type { ManifestFill } from './manifest-fill.js';
 import type { LookupResult, ManifestResult, Registry } from './registry.js';
+import { NotFoundCache } from './not-found-cache.js';
 import { SingleFlight } from './single-flight.js';
 import { isTagFresh, isUpstreamOutage, staleWarning } from './tag-freshness.js';
 
 export interface PullThroughOptions {
-  /** Tag freshness per upstream host. */
-  readonly tagTtlMs: (upstreamHost: string) => number;
+  /** How long a tag is served from the cache before revalidation, per upstream and tag. */
+  readonly tagTtlMs: (upstreamHost: string, tag: string) => number;
+  /** How long an upstream 404 for a tag is remembered, per upstream. */
+  readonly notFoundTtlMs: (upstreamHost: string) => number;
+  /** An offline upstream is never contacted: the cache answers alone (imagePullPolicy: Never). */
+  readonly isOffline: (upstreamHost: string) => boolean;
 }
 
 export interface PullThroughDeps {
@@ -54,7 +59,13 @@ function notFound(err: unknown, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN', what:
 export function createPullThroughRegistry(options: PullThroughOptions, deps: PullThroughDeps): Registry {
   const flights = new SingleFlight<CachedManifest>();
   const revalidations = new SingleFlight<string | undefined>();
+  const notFoundTags = new NotFoundCache(deps.now);
   const { metrics, index } = deps;
+
+  function offlineMiss(code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN', what: string, host: string): OciError {
+    metrics.cacheLookups.inc({ kind: code === 'BLOB_UNKNOWN' ? 'blob' : 'manifest', result: 'offline_miss' });
+    return new OciError(code, `${what} is not in the cache, and upstream ${host} is offline`);
+  }
 
   /** Counts the lookup and shapes the answer; `kind` is 'tag' for manifests asked for by tag. */
   function answer(kind: 'tag' | 'manifest', manifest: CachedManifest, lookup: LookupResult, warning?: string): ManifestResult {
@@ -78,12 +89,14 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
 
   async function manifestByTag(route: Route, tag: string, accept: readonly string[]): Promise<ManifestResult> {
     const link = linkOf(route);
+    const isOffline = options.isOffline(link.upstream);
+    const tagKey = `${link.upstream}/${link.repository}:${tag}`;
     index.recordPull(link, tag);
     const cached = index.getTag(link, tag);
     const local = cached && accepts(accept, cached.mediaType) ? await deps.manifests.local(cached.digest) : undefined;
     if (cached && local) {
       const now = deps.now();
-      if (isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream))) return answer('tag', local, 'hit');
+      if (isOffline || isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag))) return answer('tag', local, 'hit');
       try {
         const current = await revalidate(route.upstream, link, tag);
         if (current === cached.digest) {
@@ -95,9 +108,17 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
           deps.logger.warn({ upstream: link.upstream, repository: link.repository, tag, err: err.message }, 'serving cached tag: upstream could not revalidate it');
           return answer('tag', local, 'stale', staleWarning(err));
         }
-        if (err instanceof UpstreamError && err.isNotFound) index.deleteTag(link, tag);
+        if (err instanceof UpstreamError && err.isNotFound) {
+          index.deleteTag(link, tag);
+          notFoundTags.add(tagKey, options.notFoundTtlMs(link.upstream));
+        }
         throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
       }
+    }
+    if (isOffline) throw offlineMiss('MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`, link.upstream);
+    if (notFoundTags.has(tagKey)) {
+      metrics.cacheLookups.inc({ kind: 'tag', result: 'not_found' });
+      throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository} is not known to upstream ${link.upstream} (asked moments ago)`);
     }
     let fetched: Awaited<ReturnType<typeof fill>>;
     try {
@@ -109,6 +130,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
         return answer('tag', own.manifest, own.lookup);
       }
     } catch (err) {
+      if (err instanceof UpstreamError && err.isNotFound) notFoundTags.add(tagKey, options.notFoundTtlMs(link.upstream));
       throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
     }
     index.putTag(link, tag, { digest: fetched.manifest.digest, mediaType: fetched.manifest.mediaType, checkedAt: deps.now() });
@@ -122,6 +144,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       const { digest } = reference;
       const local = await deps.manifests.local(digest.value);
       if (local) return answer('manifest', local, 'hit');
+      if (options.isOffline(route.upstream.host)) throw offlineMiss('MANIFEST_UNKNOWN', `manifest ${digest.value}`, route.upstream.host);
       try {
         const fetched = await fill(route.upstream, linkOf(route), digest.value, fillAccept(accept), digest);
         return answer('manifest', fetched.manifest, fetched.lookup);
@@ -138,6 +161,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
         index.recordAccess(digest.value);
         return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', open: method === 'GET' ? (range) => deps.store.createReadStream(digest, range) : undefined };
       }
+      if (options.isOffline(route.upstream.host)) throw offlineMiss('BLOB_UNKNOWN', `blob ${digest.value}`, route.upstream.host);
       try {
         if (method === 'HEAD') {
           metrics.cacheLookups.inc({ kind: 'blob', result: 'miss' });
@@ -155,6 +179,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
 
     async listTags(request, { n, last, signal }) {
       const route = deps.router.route(request);
+      if (options.isOffline(route.upstream.host)) return paginate(index.listTags(linkOf(route)), { n, last });
       try {
         const page = await route.upstream.listTags(route.repository, { n, last, signal });
         return { items: page.tags, hasMore: page.hasMore };

@@ -1,4 +1,31 @@
+import type { UpstreamConfig } from '../config/config.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
+
+function globToRegExp(glob: string): RegExp {
+  const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${source}$`);
+}
+
+/**
+ * The freshness window of each tag: the upstream's `tagTtlRules` in order (first match wins),
+ * else its `tagTtl`. Patterns are compiled once, here.
+ */
+export function createTagTtlPolicy(upstreams: readonly Pick<UpstreamConfig, 'host' | 'tagTtl' | 'tagTtlRules'>[]): (host: string, tag: string) => number {
+  const policies = new Map(
+    upstreams.map((u) => [
+      u.host,
+      {
+        fallback: u.tagTtl,
+        rules: u.tagTtlRules.map((rule) => ({ pattern: rule.regex !== undefined ? new RegExp(rule.regex) : globToRegExp(rule.match ?? '*'), ttl: rule.ttl })),
+      },
+    ]),
+  );
+  return (host, tag) => {
+    const policy = policies.get(host);
+    if (!policy) return 0;
+    return policy.rules.find((rule) => rule.pattern.test(tag))?.ttl ?? policy.fallback;
+  };
+}
 
 /**
  * True while a cached tag may be served without asking the upstream. A `tagTtlMs` of 0 means

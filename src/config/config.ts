@@ -36,6 +36,27 @@ const upstreamUrl = z
   }, 'expected a bare origin such as https://registry-1.docker.io (no path, query or credentials)')
   .transform((url) => new URL(url).origin);
 
+const tagTtlRule = z
+  .strictObject({
+    /** A glob over the tag: `*` any run of characters, `?` one character. */
+    match: z.string().min(1).optional(),
+    /** A regular expression over the tag, for what a glob cannot say (semver-looking tags). */
+    regex: z
+      .string()
+      .min(1)
+      .refine((source) => {
+        try {
+          new RegExp(source);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'not a valid regular expression')
+      .optional(),
+    ttl: duration,
+  })
+  .refine((rule) => (rule.match === undefined) !== (rule.regex === undefined), 'give exactly one of match or regex');
+
 const upstreamSchema = z.strictObject({
   /** The registry host clients name in image references (`docker.io`, `ghcr.io`). */
   host: registryHost,
@@ -45,6 +66,24 @@ const upstreamSchema = z.strictObject({
   default: z.boolean().default(false),
   /** How long a cached tag is served before it is revalidated with a HEAD; 0 = every pull. @default 5m */
   tagTtl: duration.default(300_000),
+  /** Per-tag exceptions to tagTtl, first match wins: `latest` short, release tags long. @default [] */
+  tagTtlRules: z.array(tagTtlRule).default([]),
+  /**
+   * How long an upstream 404 for a tag is remembered, so a storm of pods does not hammer the
+   * upstream. Capped at 60s so a newly pushed tag is never hidden for minutes. @default 10s
+   */
+  notFoundTtl: duration.default(10_000).refine((ms) => ms <= 60_000, 'at most 60s: longer would hide newly pushed tags'),
+  /** No upstream contact at all (imagePullPolicy: Never): cached content only. @default false */
+  offline: z.boolean().default(false),
+  /** After `failures` consecutive failures the upstream is not contacted for `openFor`; then one probe. */
+  breaker: z
+    .strictObject({
+      /** @default 5 */
+      failures: z.number().int().min(1).default(5),
+      /** @default 30s */
+      openFor: duration.default(30_000),
+    })
+    .prefault({}),
   timeouts: z
     .strictObject({
       /** TCP + TLS connect. @default 10s */
@@ -80,6 +119,8 @@ export const configSchema = z
         key: z.string().min(1, 'path to the PEM private key'),
       })
       .optional(),
+    /** Every upstream offline: nothing leaves the site. @default false */
+    offline: z.boolean().default(false),
     /** @default info */
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
     storage: z

@@ -17,11 +17,19 @@ export class ConfigError extends Error {
  * Environment variables that override one config key each. An explicit list, so that no stray
  * variable can change behaviour and every override is documented in README.
  */
-export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = {
-  PULLTHROUGH_LISTEN: ['listen'],
-  PULLTHROUGH_LOG_LEVEL: ['logLevel'],
-  PULLTHROUGH_STORAGE_ROOT: ['storage', 'root'],
+export const ENV_OVERRIDES: Readonly<Record<string, { readonly path: readonly string[]; readonly isBoolean?: boolean }>> = {
+  PULLTHROUGH_LISTEN: { path: ['listen'] },
+  PULLTHROUGH_LOG_LEVEL: { path: ['logLevel'] },
+  PULLTHROUGH_OFFLINE: { path: ['offline'], isBoolean: true },
+  PULLTHROUGH_STORAGE_ROOT: { path: ['storage', 'root'] },
 };
+
+/** Environment values are strings; booleans are spelt true/false (or 1/0). Anything else is left for the schema to reject. */
+function booleanFromEnv(value: string): unknown {
+  if (/^(true|1)$/i.test(value)) return true;
+  if (/^(false|0)$/i.test(value)) return false;
+  return value;
+}
 
 function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
   let node = target;
@@ -58,9 +66,9 @@ export function parseConfig(document: unknown, env: Readonly<Record<string, stri
     throw new ConfigError(source, ['(top level): expected a mapping of keys']);
   }
   const raw = structuredClone(document) as Record<string, unknown>;
-  for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
+  for (const [name, { path, isBoolean }] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
-    if (value !== undefined && value !== '') setPath(raw, path, value);
+    if (value !== undefined && value !== '') setPath(raw, path, isBoolean ? booleanFromEnv(value) : value);
   }
   const result = configSchema.safeParse(raw);
   if (!result.success) {
@@ -68,7 +76,7 @@ export function parseConfig(document: unknown, env: Readonly<Record<string, stri
       if (issue.code === 'unrecognized_keys') {
         return `${issue.keys.map((key) => formatPath([...issue.path, key])).join(', ')}: unknown key`;
       }
-      const envName = Object.entries(ENV_OVERRIDES).find(([, p]) => p.join('.') === issue.path.join('.'))?.[0];
+      const envName = Object.entries(ENV_OVERRIDES).find(([, o]) => o.path.join('.') === issue.path.join('.'))?.[0];
       const fromEnv = envName && env[envName] ? ` (set by ${envName})` : '';
       return `${formatPath(issue.path)}${fromEnv}: ${issue.message}`;
     });

@@ -3,6 +3,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { declaredMediaType } from '../oci/manifest.js';
+import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { parseChallenges, TokenCache, tokenFromResponse } from './token-auth.js';
 import { UpstreamError } from './upstream-error.js';
 
@@ -33,6 +34,7 @@ export interface UpstreamHealth {
   readonly lastError: string | undefined;
   /** From `ratelimit-remaining` (Docker Hub: `76;w=21600`), when the upstream sends it. */
   readonly rateLimitRemaining: number | undefined;
+  readonly breaker: BreakerState;
 }
 
 export interface RequestOptions {
@@ -64,6 +66,7 @@ export interface UpstreamOptions {
   readonly host: string;
   readonly url: string;
   readonly timeouts: { readonly connect: number; readonly headers: number; readonly bodyIdle: number };
+  readonly breaker: { readonly failures: number; readonly openFor: number };
 }
 
 type Kind = 'manifest' | 'blob' | 'tags' | 'token';
@@ -87,7 +90,19 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   const { host } = options;
   const base = new URL(options.url);
   const tokens = new TokenCache(deps.now);
-  let health: UpstreamHealth = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
+  let health: Omit<UpstreamHealth, 'breaker'> = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
+  const breaker = new CircuitBreaker(
+    { failures: options.breaker.failures, openForMs: options.breaker.openFor },
+    {
+      now: deps.now,
+      onChange(state) {
+        deps.metrics.upstreamBreakerOpen.set({ upstream: host }, state === 'closed' ? 0 : 1);
+        const log = state === 'closed' ? deps.logger.info.bind(deps.logger) : deps.logger.warn.bind(deps.logger);
+        log({ upstream: host, breaker: state, openForMs: options.breaker.openFor }, state === 'closed' ? 'upstream is back: breaker closed' : 'upstream keeps failing: breaker open, not contacting it for a while');
+      },
+    },
+  );
+  deps.metrics.upstreamBreakerOpen.set({ upstream: host }, 0);
 
   function observe(response: Dispatcher.ResponseData): void {
     const remaining = Number.parseInt(header(response.headers, 'ratelimit-remaining') ?? '', 10);
@@ -95,6 +110,8 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     if (Number.isFinite(remaining)) deps.metrics.upstreamRateLimitRemaining.set({ upstream: host }, remaining);
     if (Number.isFinite(limit)) deps.metrics.upstreamRateLimitLimit.set({ upstream: host }, limit);
     const failed = response.statusCode >= 500 || response.statusCode === 429;
+    if (failed) breaker.recordFailure();
+    else breaker.recordSuccess();
     health = {
       ...health,
       ...(failed ? { lastErrorAt: deps.now(), lastError: `HTTP ${response.statusCode}` } : { lastOkAt: deps.now() }),
@@ -119,6 +136,10 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   }
 
   async function dispatch(kind: Kind, method: string, url: URL, headers: Record<string, string>, signal?: AbortSignal) {
+    if (!breaker.tryAcquire()) {
+      deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: 'breaker_open' });
+      throw new UpstreamError('unreachable', host, `upstream ${host} is failing: not contacted for another ${Math.ceil(breaker.retryInMs / 1000)} s (circuit breaker open)`);
+    }
     const started = performance.now();
     try {
       const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers, signal });
@@ -127,6 +148,8 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       return response;
     } catch (err) {
       deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: 'error' });
+      if ((err as Error).name === 'AbortError') breaker.recordAbandoned();
+      else breaker.recordFailure();
       health = { ...health, lastErrorAt: deps.now(), lastError: (err as { code?: string }).code ?? (err as Error).message };
       return translate(err, url);
     } finally {
@@ -262,7 +285,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       const tags = Array.isArray(body?.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];
       return { tags, hasMore: /rel="?next"?/.test(header(response.headers, 'link') ?? '') };
     },
-    health: () => health,
+    health: () => ({ ...health, breaker: breaker.state }),
     async close() {
       await agent.close();
     },

@@ -30,6 +30,8 @@ export interface FakeUpstream {
   /** `127.0.0.1:port`, as clients would write it in an image name. */
   readonly host: string;
   readonly requests: RecordedRequest[];
+  /** TCP connections accepted so far. */
+  readonly connections: () => number;
   /** Requests whose method and path match. */
   count(method: string, pathPattern: RegExp | string): number;
   addBlob(blob: Blob): void;
@@ -139,6 +141,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     await sendBody(req, res, content.bytes, isManifest ? content.mediaType : 'application/octet-stream', content.digest, fault);
   }
 
+  let connections = 0;
+  server.on('connection', () => {
+    connections += 1;
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -148,6 +154,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     url,
     host: `127.0.0.1:${port}`,
     requests,
+    connections: () => connections,
     count(method, pattern) {
       return requests.filter((r) => r.method === method && (typeof pattern === 'string' ? r.path === pattern : pattern.test(r.path))).length;
     },

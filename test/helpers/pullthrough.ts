@@ -34,6 +34,10 @@ export interface UpstreamSpec {
   url: string;
   default?: boolean;
   tagTtl?: string;
+  tagTtlRules?: Array<{ match?: string; regex?: string; ttl: string }>;
+  notFoundTtl?: string;
+  offline?: boolean;
+  breaker?: { failures?: number; openFor?: string };
   timeouts?: Record<string, string>;
 }
 
@@ -45,6 +49,7 @@ export async function startPullthrough(options: {
   now?: () => number;
   captureRequests?: boolean;
   tls?: { cert: string; key: string };
+  offline?: boolean;
 }): Promise<RunningPullthrough> {
   const requests: LoggedRequest[] = [];
   const sink = new Writable({
@@ -67,6 +72,7 @@ export async function startPullthrough(options: {
       upstreams: options.upstreams,
       ...(options.cache && { cache: options.cache }),
       ...(options.tls && { tls: options.tls }),
+      ...(options.offline !== undefined && { offline: options.offline }),
     },
     {},
     'test',

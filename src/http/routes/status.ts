@@ -38,8 +38,16 @@ export function renderStatusPage(report: StatusReport, now: number): string {
   const served = report.servedBytes.cache + report.servedBytes.upstream;
   const upstreamRows = report.upstreams
     .map((u) => {
-      const healthy = u.lastErrorAt === undefined || (u.lastOkAt !== undefined && u.lastOkAt >= u.lastErrorAt);
-      const state = u.lastOkAt === undefined && u.lastErrorAt === undefined ? 'not contacted yet' : healthy ? 'ok' : `failing: ${escape(u.lastError ?? '')}`;
+      const healthy = u.isOffline || (u.breaker === 'closed' && (u.lastErrorAt === undefined || (u.lastOkAt !== undefined && u.lastOkAt >= u.lastErrorAt)));
+      const state = u.isOffline
+        ? 'offline (cache only)'
+        : u.breaker !== 'closed'
+          ? `breaker ${u.breaker}: ${escape(u.lastError ?? '')}`
+          : u.lastOkAt === undefined && u.lastErrorAt === undefined
+            ? 'not contacted yet'
+            : healthy
+              ? 'ok'
+              : `failing: ${escape(u.lastError ?? '')}`;
       return `<tr><td>${escape(u.host)}${u.isDefault ? ' <span class="tag">default</span>' : ''}</td><td class="${healthy ? 'ok' : 'bad'}">${state}</td><td>${ago(u.lastOkAt, now)}</td><td class="num">${u.rateLimitRemaining ?? '–'}</td></tr>`;
     })
     .join('');
