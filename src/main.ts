@@ -4,6 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load-config.js';
+import { ImportError } from './bundle/import-error.js';
+import { runExport, runImport } from './cli/bundle-commands.js';
+import { runPreload, UsageError } from './cli/preload.js';
+import type { CommandIo } from './cli/progress.js';
+import type { Config } from './config/config.js';
 import { createLogger } from './logger.js';
 
 /*
@@ -16,12 +21,18 @@ const SHUTDOWN_GRACE_MS = 20_000;
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config/default.yaml', import.meta.url));
 
-const USAGE = `usage: pullthrough serve [--config FILE] [--check-config]
+const USAGE = `usage: pullthrough <command> [--config FILE] [options]
 
-  serve             run the registry mirror
-  --config FILE     YAML config (default: $PULLTHROUGH_CONFIG, else the embedded config/default.yaml)
-  --check-config    validate the config, print it (secrets omitted) and exit
-  --version         print the version
+  serve [--check-config]          run the registry mirror (the default command)
+  preload IMAGE… [--file F]       pull images into the cache (pinned unless --no-pin)
+  export IMAGE… -o BUNDLE.tar     pull images, then write them as an OCI image layout tarball
+  import BUNDLE.tar               load an export or a docker save archive (pinned unless --no-pin)
+
+  --config FILE                   YAML config (default: $PULLTHROUGH_CONFIG, else config/default.yaml)
+  --platform P[,P…]               preload/export: platforms of multi-platform images (default: this machine's)
+  --all-platforms                 preload/export: every platform
+  --via URL                       preload/export: pull through the pullthrough at URL
+  --version, --help
 `;
 
 function version(): string {
@@ -29,33 +40,25 @@ function version(): string {
   return pkg.version;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      'check-config': { type: 'boolean' },
-      version: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.version) {
-    process.stdout.write(`${version()}\n`);
-    return 0;
+/** Takes `--config FILE` / `-c FILE` / `--config=FILE` out of the arguments, wherever it stands. */
+function takeConfig(args: readonly string[]): { configPath: string | undefined; rest: string[] } {
+  const rest: string[] = [];
+  let configPath: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === '--config' || arg === '-c') configPath = args[++i];
+    else if (arg.startsWith('--config=')) configPath = arg.slice('--config='.length);
+    else rest.push(arg);
   }
-  const command = positionals[0] ?? 'serve';
-  if (values.help || command !== 'serve' || positionals.length > 1) {
-    (values.help ? process.stdout : process.stderr).write(USAGE);
-    return values.help ? 0 : 2;
-  }
-  const configPath = values.config ?? process.env['PULLTHROUGH_CONFIG'] ?? DEFAULT_CONFIG;
-  const config = loadConfig(configPath, process.env);
+  return { configPath, rest };
+}
+
+async function serve(config: Config, args: readonly string[], configPath: string): Promise<number> {
+  const { values } = parseArgs({ args: [...args], options: { 'check-config': { type: 'boolean' } } });
   if (values['check-config']) {
     process.stdout.write(`${configPath}: ok\n${JSON.stringify(config, null, 2)}\n`);
     return 0;
   }
-
   const logger = createLogger(config.logLevel);
   const app = await createApp(config, { logger });
   await app.listen();
@@ -75,6 +78,34 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--version')) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const isCommand = argv[0] !== undefined && !argv[0].startsWith('-');
+  const command = isCommand ? (argv[0] as string) : 'serve';
+  const { configPath = process.env['PULLTHROUGH_CONFIG'] ?? DEFAULT_CONFIG, rest } = takeConfig(isCommand ? argv.slice(1) : argv);
+  const config = loadConfig(configPath, process.env);
+  const io: CommandIo = { out: process.stdout, err: process.stderr, isInteractive: process.stderr.isTTY === true, env: process.env, now: Date.now };
+  switch (command) {
+    case 'serve':
+      return serve(config, rest, configPath);
+    case 'preload':
+      return runPreload(rest, config, io, process.arch);
+    case 'export':
+      return runExport(rest, config, io, process.arch);
+    case 'import':
+      return runImport(rest, config, io);
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -83,9 +114,12 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError) {
       process.stderr.write(`pullthrough: ${err.message}\n`);
       process.exitCode = 78; // EX_CONFIG
-    } else if ((err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      process.stderr.write(`pullthrough: ${(err as Error).message}\n${USAGE}`);
+    } else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`pullthrough: ${(err as Error).message}\n\n${USAGE}`);
       process.exitCode = 2;
+    } else if (err instanceof ImportError) {
+      process.stderr.write(`pullthrough: ${err.message}\n`);
+      process.exitCode = 1;
     } else {
       process.stderr.write(`pullthrough: ${(err as Error).stack ?? String(err)}\n`);
       process.exitCode = 1;

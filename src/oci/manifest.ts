@@ -5,6 +5,8 @@ export interface Descriptor {
   readonly mediaType: string;
   readonly digest: string;
   readonly size: number;
+  /** On an index's entries: which platform the manifest is for. */
+  readonly platform?: { readonly os?: string; readonly architecture?: string; readonly variant?: string } | undefined;
 }
 
 /** What a manifest points at: child manifests (for an index) and blobs (config and layers). */
@@ -15,9 +17,10 @@ export interface ManifestReferences {
 
 function asDescriptor(value: unknown): Descriptor | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { mediaType, digest, size } = value as Record<string, unknown>;
+  const { mediaType, digest, size, platform } = value as Record<string, unknown>;
   if (typeof digest !== 'string' || typeof size !== 'number') return undefined;
-  return { mediaType: typeof mediaType === 'string' ? mediaType : '', digest, size };
+  const descriptor = { mediaType: typeof mediaType === 'string' ? mediaType : '', digest, size };
+  return typeof platform === 'object' && platform !== null ? { ...descriptor, platform: platform as Descriptor['platform'] } : descriptor;
 }
 
 function descriptors(list: unknown): Descriptor[] {

@@ -23,8 +23,11 @@ export interface ByteRange {
  */
 export interface BlobStore {
   readonly root: string;
-  /** Creates `blobs/` and `tmp/` and removes whatever a previous process left in `tmp/`. */
-  init(): Promise<void>;
+  /**
+   * Creates `blobs/` and `tmp/`. With `purgeTemp` (the server at start-up) it also removes whatever
+   * a previous process left in `tmp/`; tools that may run beside a server must not.
+   */
+  init(options?: { purgeTemp: boolean }): Promise<void>;
   pathFor(digest: Digest): string;
   /** The committed file's size, or undefined when it is not on disk. */
   size(digest: Digest): Promise<number | undefined>;
@@ -35,6 +38,8 @@ export interface BlobStore {
   createTempFile(): Promise<TempFile>;
   /** fsyncs the temp file and renames it to the digest's place (the commit point); the caller still closes the handle. */
   commit(temp: TempFile, digest: Digest): Promise<void>;
+  /** Renames an already verified and synced temp file into the digest's place. */
+  adopt(tempPath: string, digest: Digest): Promise<void>;
   /** Writes a whole small buffer (a manifest) through a temp file and commits it. */
   writeAll(digest: Digest, bytes: Uint8Array): Promise<void>;
   discard(tempPath: string): Promise<void>;
@@ -53,10 +58,10 @@ export function createBlobStore(options: { root: string }): BlobStore {
 
   const store: BlobStore = {
     root,
-    async init() {
+    async init({ purgeTemp } = { purgeTemp: true }) {
       await mkdir(blobsDir, { recursive: true });
       // A fill that was running when the process died can never be finished: start clean.
-      await rm(tmpDir, { recursive: true, force: true });
+      if (purgeTemp) await rm(tmpDir, { recursive: true, force: true });
       await mkdir(tmpDir, { recursive: true });
     },
     pathFor,
@@ -80,9 +85,12 @@ export function createBlobStore(options: { root: string }): BlobStore {
     },
     async commit(temp, digest) {
       await temp.handle.sync();
+      await store.adopt(temp.path, digest);
+    },
+    async adopt(tempPath, digest) {
       const target = pathFor(digest);
       await mkdir(path.dirname(target), { recursive: true });
-      await rename(temp.path, target);
+      await rename(tempPath, target);
     },
     async writeAll(digest, bytes) {
       const temp = await store.createTempFile();

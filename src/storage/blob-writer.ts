@@ -13,22 +13,24 @@ export class BlobWriter extends Writable {
   readonly #store: BlobStore;
   readonly #temp: TempFile;
   readonly #digester: Hash;
+  readonly #algorithm: Digest['algorithm'];
   readonly #onProgress: () => void;
   #written = 0;
   #refs = 1;
   #closed = false;
 
-  private constructor(store: BlobStore, temp: TempFile, digest: Digest, onProgress: () => void) {
+  private constructor(store: BlobStore, temp: TempFile, digest: Pick<Digest, 'algorithm'>, onProgress: () => void) {
     // One upstream chunk at a time is all we keep in memory.
     super({ highWaterMark: 1 });
     this.#store = store;
     this.#temp = temp;
     this.#digester = createDigester(digest.algorithm);
+    this.#algorithm = digest.algorithm;
     this.#onProgress = onProgress;
   }
 
   /** Opens a temp file for content expected to hash to `digest`; `onProgress` runs after each write lands. */
-  static async create(store: BlobStore, digest: Digest, onProgress: () => void): Promise<BlobWriter> {
+  static async create(store: BlobStore, digest: Pick<Digest, 'algorithm'>, onProgress: () => void = () => undefined): Promise<BlobWriter> {
     return new BlobWriter(store, await store.createTempFile(), digest, onProgress);
   }
 
@@ -57,21 +59,45 @@ export class BlobWriter extends Writable {
   }
 
   /**
-   * Verifies size and digest, then fsyncs and renames the file into place: the commit point.
+   * Ends writing: the digest of everything written (in the algorithm given at creation) and its
+   * size, with the file fsynced. Call once.
+   */
+  async seal(): Promise<{ digest: string; size: number }> {
+    const digest = `${this.#algorithm}:${this.#digester.digest('hex')}`;
+    await this.#temp.handle.sync();
+    return { digest, size: this.#written };
+  }
+
+  /** The temp file's path, for callers that commit it later ({@link BlobStore.adopt}). */
+  get tempPath(): string {
+    return this.#temp.path;
+  }
+
+  /**
+   * Checks size and digest and fsyncs the file, leaving it in tmp/.
    * @throws DigestMismatchError (after discarding the file) when the content is not `digest`.
    */
-  async commit(digest: Digest, expectedSize: number | undefined): Promise<number> {
-    const actual = `${digest.algorithm}:${this.#digester.digest('hex')}`;
-    if (expectedSize !== undefined && expectedSize !== this.#written) {
+  async verify(digest: Digest, expectedSize: number | undefined): Promise<number> {
+    const { digest: actual, size } = await this.seal();
+    if (expectedSize !== undefined && expectedSize !== size) {
       await this.discard();
-      throw new DigestMismatchError(digest.value, actual, `size mismatch for ${digest.value}: expected ${expectedSize} bytes, got ${this.#written}`);
+      throw new DigestMismatchError(digest.value, actual, `size mismatch for ${digest.value}: expected ${expectedSize} bytes, got ${size}`);
     }
     if (actual !== digest.value) {
       await this.discard();
       throw new DigestMismatchError(digest.value, actual);
     }
+    return size;
+  }
+
+  /**
+   * Verifies, then renames the file into place: the commit point.
+   * @throws DigestMismatchError as {@link verify} does.
+   */
+  async commit(digest: Digest, expectedSize: number | undefined): Promise<number> {
+    const size = await this.verify(digest, expectedSize);
     await this.#store.commit(this.#temp, digest);
-    return this.#written;
+    return size;
   }
 
   /** Removes the temp file; readers holding the descriptor must stop on their own. */

@@ -54,6 +54,9 @@ export interface MetadataIndex {
   recordAccess(digest: string): void;
   /** Notes a pull of a tag; batched like {@link recordAccess}. */
   recordPull(link: RepositoryRecord, tag: string): void;
+  /** Marks a tag or digest of a repository as pinned: kept through eviction (see README). */
+  pin(link: RepositoryRecord, reference: string): void;
+  isPinned(link: RepositoryRecord, reference: string): boolean;
   /** Total bytes and objects indexed. */
   stats(): { bytes: number; objects: number };
   /** Cached tags, most pulled or largest first. */
@@ -91,6 +94,13 @@ CREATE TABLE repository_content (
   PRIMARY KEY (upstream, repository, digest)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX repository_content_digest ON repository_content(digest);
+CREATE TABLE pins (
+  upstream TEXT NOT NULL,
+  repository TEXT NOT NULL,
+  reference TEXT NOT NULL,
+  pinned_at INTEGER NOT NULL,
+  PRIMARY KEY (upstream, repository, reference)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE tags (
   upstream TEXT NOT NULL,
   repository TEXT NOT NULL,
@@ -113,6 +123,8 @@ export function createMetadataIndex(options: { path: string }, deps: { now: () =
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
+  // preload and import may write while a server runs on the same storage: wait, do not fail.
+  db.pragma('busy_timeout = 5000');
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > SCHEMA_VERSION) {
     db.close();
@@ -140,6 +152,8 @@ class SqliteMetadataIndex implements MetadataIndex {
   readonly #pendingAccess = new Map<string, number>();
   readonly #pendingPulls = new Map<string, { link: RepositoryRecord; tag: string; count: number; at: number }>();
   readonly #addPulls;
+  readonly #pin;
+  readonly #isPinned;
   readonly #stats;
   readonly #topByPulls;
   readonly #topBySize;
@@ -194,6 +208,8 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#addPulls = db.prepare(
       'UPDATE tags SET pulls = pulls + ?, last_pulled_at = MAX(COALESCE(last_pulled_at, 0), ?) WHERE upstream = ? AND repository = ? AND tag = ?',
     );
+    this.#pin = db.prepare('INSERT OR IGNORE INTO pins (upstream, repository, reference, pinned_at) VALUES (?, ?, ?, ?)');
+    this.#isPinned = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM pins WHERE upstream = ? AND repository = ? AND reference = ?');
     this.#stats = db.prepare<[], { bytes: number | null; objects: number }>('SELECT SUM(size) AS bytes, COUNT(*) AS objects FROM content');
     // Everything a tag reaches through manifest references, counted once per tag.
     const top = (order: string) =>
@@ -280,6 +296,14 @@ class SqliteMetadataIndex implements MetadataIndex {
       for (const [digest, at] of accesses) this.#touchContent.run(at, digest);
       for (const { link, tag, count, at } of pulls) this.#addPulls.run(count, at, link.upstream, link.repository, tag);
     })();
+  }
+
+  pin(link: RepositoryRecord, reference: string): void {
+    this.#pin.run(link.upstream, link.repository, reference, this.#now());
+  }
+
+  isPinned(link: RepositoryRecord, reference: string): boolean {
+    return this.#isPinned.get(link.upstream, link.repository, reference) !== undefined;
   }
 
   stats(): { bytes: number; objects: number } {
