@@ -3,12 +3,14 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
+import { createAccessPolicy, type ConfiguredCredentials } from './cache/access-policy.js';
 import { createBlobFills } from './cache/blob-fill.js';
 import { createCacheStatus } from './cache/cache-status.js';
 import { createManifestFill } from './cache/manifest-fill.js';
 import { createPullThroughRegistry } from './cache/pull-through-registry.js';
 import { createTagTtlPolicy } from './cache/tag-freshness.js';
 import type { Config } from './config/config.js';
+import { loadCredentials } from './config/credentials.js';
 import { ConfigError } from './config/load-config.js';
 import { parseListenAddress } from './config/units.js';
 import { createHttpApp } from './http/create-http-app.js';
@@ -38,6 +40,8 @@ export interface App {
 }
 
 const ACCESS_FLUSH_MS = 5_000;
+/** How long the upstream's yes to one client's credentials for one repository is taken without asking again. */
+const ACCESS_DECISION_TTL_MS = 60_000;
 
 /** Reads a PEM file named by the config; a missing file stops start-up naming its key. */
 function readKeyFile(key: string, file: string): Buffer {
@@ -68,6 +72,17 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const memory = createManifestCache({ maxBytes: config.cache.manifestMemoryBytes });
   const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout }, { store, index, metrics, logger });
   const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes }, { store, index, memory, metrics, logger });
+  const configuredCredentials = new Map<string, ConfiguredCredentials>();
+  config.upstreams.forEach((upstream, i) => {
+    if (!upstream.credentials) return;
+    try {
+      const credentials = loadCredentials(upstream.credentials, upstream.host);
+      if (credentials) configuredCredentials.set(upstream.host, { credentials, isShared: upstream.credentials.shared });
+    } catch (err) {
+      throw new ConfigError('config', [`upstreams[${i}].credentials: ${(err as Error).message}`], { cause: err });
+    }
+  });
+  const access = createAccessPolicy({ decisionTtlMs: ACCESS_DECISION_TTL_MS, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
   const isOffline = (host: string) => config.offline || (upstreamConfigs.get(host)?.offline ?? false);
   const registry = createPullThroughRegistry(
     {
@@ -75,10 +90,10 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       notFoundTtlMs: (host) => upstreamConfigs.get(host)?.notFoundTtl ?? 0,
       isOffline,
     },
-    { router, store, index, manifests, fills, metrics, logger, now },
+    { router, store, index, manifests, fills, access, metrics, logger, now },
   );
 
-  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline });
+  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isReadableWithoutUpstream(link, undefined) });
   const app = createHttpApp({ registry, status, now, metrics, logger, exposeMetrics: config.metrics.enabled });
   // Slow-loris bounds: headers must arrive within 30 s; bodies (blob downloads) may take as long
   // as they take, since a large layer over a slow link is legitimate.

@@ -56,7 +56,8 @@ function takeConfig(args: readonly string[]): { configPath: string | undefined; 
 async function serve(config: Config, args: readonly string[], configPath: string): Promise<number> {
   const { values } = parseArgs({ args: [...args], options: { 'check-config': { type: 'boolean' } } });
   if (values['check-config']) {
-    process.stdout.write(`${configPath}: ok\n${JSON.stringify(config, null, 2)}\n`);
+    const redacted = JSON.stringify(config, (key, value: unknown) => (key === 'password' ? '[redacted]' : value), 2);
+    process.stdout.write(`${configPath}: ok\n${redacted}\n`);
     return 0;
   }
   const logger = createLogger(config.logLevel);

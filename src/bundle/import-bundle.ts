@@ -156,6 +156,8 @@ async function commit(
       deps.index.putContent({ digest: manifest.digest, size: manifest.bytes.length, mediaType: manifest.mediaType, kind: 'manifest' }, link, manifest.children);
     }
     if (image.reference.tag) deps.index.putTag(link, image.reference.tag, { digest: image.root.digest, mediaType: image.root.mediaType, checkedAt: deps.now() });
+    // The operator who imports a bundle vouches for it: its images are for every client of this instance.
+    deps.index.markPublic(link);
     if (options.pin) deps.index.pin(link, image.reference.tag ?? image.root.digest);
   }
   await Promise.all([...staged.values()].filter((f) => !committed.has(f.digest)).map((f) => deps.store.discard(f.tempPath)));

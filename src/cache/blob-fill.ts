@@ -1,5 +1,6 @@
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
+import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Digest } from '../oci/digest.js';
@@ -25,7 +26,9 @@ export interface BlobFills {
    * Joins the running fill of `digest` or starts one from `upstream`. Resolves once the upstream
    * has answered with a body; rejects with its UpstreamError (a 404 included) otherwise.
    */
-  join(upstream: Upstream, link: RepositoryRecord, digest: Digest): Promise<JoinedFill>;
+  join(upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined): Promise<JoinedFill>;
+  /** Whether a fill of `digest` is running now. */
+  isRunning(digest: Digest): boolean;
   /** Fills still running. */
   readonly size: number;
   /** Resolves when every running fill has ended (for shutdown and tests). */
@@ -70,7 +73,7 @@ export function createBlobFills(
 ): BlobFills {
   const running = new Map<string, BlobFill>();
 
-  function start(upstream: Upstream, link: RepositoryRecord, digest: Digest): BlobFill {
+  function start(upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined): BlobFill {
     let markReady!: () => void;
     let markFailed!: (err: unknown) => void;
     const started = new Promise<void>((resolve, reject) => {
@@ -88,7 +91,7 @@ export function createBlobFills(
       try {
         fill.writer = await BlobWriter.create(deps.store, digest, () => fill.notify());
         try {
-          const response = await upstream.getBlob(link.repository, digest.value, { signal });
+          const response = await upstream.getBlob(link.repository, digest.value, { signal, credentials });
           fill.size = response.size;
           markReady();
           await pipeline(response.body, fill.writer, { signal });
@@ -121,11 +124,12 @@ export function createBlobFills(
   }
 
   return {
-    async join(upstream, link, digest) {
+    isRunning: (digest) => running.has(digest.value),
+    async join(upstream, link, digest, credentials) {
       let fill = running.get(digest.value);
       const isStarter = fill === undefined;
       if (!fill) {
-        fill = start(upstream, link, digest);
+        fill = start(upstream, link, digest, credentials);
         running.set(digest.value, fill);
       }
       await fill.ready;

@@ -43,6 +43,11 @@ async function sumBy(metric: Metrics['cacheLookups'] | Metrics['servedBytes'], l
   return totals;
 }
 
+/** The status page is unauthenticated: it names public images only. */
+function privacyFilter(isPublic: (link: { upstream: string; repository: string }) => boolean) {
+  return (image: ImageSummary): ImageSummary => (isPublic(image) ? image : { ...image, repository: '(private repository)', tag: '', digest: '' });
+}
+
 export function createCacheStatus(deps: {
   router: UpstreamRouter;
   index: MetadataIndex;
@@ -51,8 +56,11 @@ export function createCacheStatus(deps: {
   now: () => number;
   defaultHost: string | undefined;
   isOffline: (host: string) => boolean;
+  /** Whether anyone may see this repository's name. */
+  isPublic: (link: { upstream: string; repository: string }) => boolean;
 }): CacheStatus {
   const startedAt = deps.now();
+  const hidePrivate = privacyFilter(deps.isPublic);
   return {
     async readiness() {
       const checks = { storage: 'ok', index: 'ok' };
@@ -82,8 +90,8 @@ export function createCacheStatus(deps: {
         servedBytes: { cache: served['cache'] ?? 0, upstream: served['upstream'] ?? 0 },
         storage: deps.index.stats(),
         upstreams: deps.router.upstreams.map((u) => ({ host: u.host, isDefault: u.host === deps.defaultHost, isOffline: deps.isOffline(u.host), ...u.health() })),
-        mostPulled: deps.index.topImages('pulls', 10),
-        largest: deps.index.topImages('size', 10),
+        mostPulled: deps.index.topImages('pulls', 10).map(hidePrivate),
+        largest: deps.index.topImages('size', 10).map(hidePrivate),
       };
     },
   };

@@ -1,3 +1,4 @@
+import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
@@ -17,7 +18,7 @@ export interface ManifestFill {
    * else against the upstream's Docker-Content-Digest when sent), stores and indexes it.
    * @throws UpstreamError, of kind 'invalid' for a manifest that fails verification.
    */
-  fetch(upstream: Upstream, link: RepositoryRecord, reference: string, accept: readonly string[], expected?: Digest): Promise<CachedManifest>;
+  fetch(upstream: Upstream, link: RepositoryRecord, reference: string, request: { accept: readonly string[]; credentials: Credentials | undefined; expected?: Digest | undefined }): Promise<CachedManifest>;
 }
 
 export function createManifestFill(
@@ -43,8 +44,8 @@ export function createManifestFill(
       return manifest;
     },
 
-    async fetch(upstream, link, reference, accept, expected) {
-      const response = await upstream.getManifest(link.repository, reference, { accept, maxBytes: options.maxManifestBytes });
+    async fetch(upstream, link, reference, { accept, credentials, expected }) {
+      const response = await upstream.getManifest(link.repository, reference, { accept, credentials, maxBytes: options.maxManifestBytes });
       const algorithm = expected?.algorithm ?? 'sha256';
       const digest = digestOf(response.bytes, algorithm);
       const claimed = expected?.value ?? (response.digest?.startsWith(`${algorithm}:`) ? response.digest : undefined);

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { Credentials } from '../config/credentials.js';
 import type { Digest } from '../oci/digest.js';
 import type { ManifestReference, RepositoryRequest } from '../oci/reference.js';
 import type { ByteRange } from '../storage/blob-store.js';
@@ -48,6 +49,8 @@ export interface PageOptions {
 export interface ReadOptions {
   readonly method: 'GET' | 'HEAD';
   readonly signal?: AbortSignal | undefined;
+  /** The requester's own credentials (Basic, or behind one of our tokens); absent: anonymous. */
+  readonly credentials?: Credentials | undefined;
 }
 
 /**
@@ -57,6 +60,9 @@ export interface ReadOptions {
 export interface Registry {
   getManifest(request: RepositoryRequest, reference: ManifestReference, options: ReadOptions & { accept: readonly string[] }): Promise<ManifestResult>;
   getBlob(request: RepositoryRequest, digest: Digest, options: ReadOptions): Promise<BlobResult>;
-  listTags(request: RepositoryRequest, options: PageOptions & { signal?: AbortSignal | undefined }): Promise<Page<string> & { staleWarning?: string | undefined }>;
-  listRepositories(options: PageOptions): Promise<Page<string>>;
+  listTags(
+    request: RepositoryRequest,
+    options: PageOptions & { signal?: AbortSignal | undefined; credentials?: Credentials | undefined },
+  ): Promise<Page<string> & { staleWarning?: string | undefined }>;
+  listRepositories(options: PageOptions, credentials?: Credentials | undefined): Promise<Page<string>>;
 }

@@ -57,6 +57,24 @@ const tagTtlRule = z
   })
   .refine((rule) => (rule.match === undefined) !== (rule.regex === undefined), 'give exactly one of match or regex');
 
+const credentialsSchema = z
+  .strictObject({
+    username: z.string().min(1).optional(),
+    /** Prefer passwordFile (or dockerConfig): a password inline ends up wherever the file is copied. */
+    password: z.string().optional(),
+    passwordFile: z.string().min(1).optional(),
+    /** A docker config.json whose `auths` entry for this host holds the credentials. */
+    dockerConfig: z.string().min(1).optional(),
+    /**
+     * Whether anyone who can reach pullthrough may read what these credentials can read. Off: content
+     * that needs them is served only to clients whose own credentials the upstream accepts. @default false
+     */
+    shared: z.boolean().default(false),
+  })
+  .refine((c) => c.dockerConfig !== undefined || c.username !== undefined, 'give username (with password or passwordFile) or dockerConfig')
+  .refine((c) => !(c.password !== undefined && c.passwordFile !== undefined), 'give password or passwordFile, not both')
+  .refine((c) => !(c.dockerConfig !== undefined && c.username !== undefined), 'give dockerConfig or username, not both');
+
 const upstreamSchema = z.strictObject({
   /** The registry host clients name in image references (`docker.io`, `ghcr.io`). */
   host: registryHost,
@@ -75,6 +93,8 @@ const upstreamSchema = z.strictObject({
   notFoundTtl: duration.default(10_000).refine((ms) => ms <= 60_000, 'at most 60s: longer would hide newly pushed tags'),
   /** No upstream contact at all (imagePullPolicy: Never): cached content only. @default false */
   offline: z.boolean().default(false),
+  /** Used upstream when a client sends none of its own. */
+  credentials: credentialsSchema.optional(),
   /** After `failures` consecutive failures the upstream is not contacted for `openFor`; then one probe. */
   breaker: z
     .strictObject({

@@ -4,6 +4,7 @@ import type { Registry } from '../cache/registry.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { OciError } from '../oci/errors.js';
+import { createAuthSessions, createTokenHandler, requesterOf } from './auth-challenge.js';
 import { createErrorHandler, sendOciError } from './error-handler.js';
 import { labels, setApiVersion } from './request-context.js';
 import { createBlobHandler } from './routes/blobs.js';
@@ -20,6 +21,9 @@ export interface HttpAppDeps {
   /** Serve Prometheus metrics at /metrics. */
   readonly exposeMetrics: boolean;
 }
+
+/** Tokens from our token endpoint live this long; clients fetch a new one on a 401. */
+const TOKEN_TTL_MS = 3_600_000;
 
 /** `/v2/<name>/…`: names contain slashes, so the routes are expressions, not path patterns. */
 const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
@@ -86,12 +90,22 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     });
   }
 
-  app.use('/v2', (_req, res, next) => {
+  const sessions = createAuthSessions({ ttlMs: TOKEN_TTL_MS, maxSessions: 100_000 }, { now: deps.now });
+  app.get('/_pullthrough/token', createTokenHandler(sessions, deps.now));
+  app.use('/v2', (req, res, next) => {
     setApiVersion(res);
+    const requester = requesterOf(req, sessions);
+    // An unknown token (expired, or issued before a restart) gets a fresh challenge, not anonymity.
+    if (requester.isStale) throw new OciError('UNAUTHORIZED', 'the token is expired or unknown: fetch a new one');
+    (res.locals as { credentials?: unknown }).credentials = requester.credentials;
+    (res.locals as { hasAuthorization?: boolean }).hasAuthorization = requester.isPresent;
     next();
   });
   app.get(['/v2', '/v2/'], (_req, res) => {
     labels(res).kind = 'base';
+    // distribution-spec "API Version Check": the challenge here is how docker, podman and skopeo
+    // learn where to authenticate; a token (anonymous or not) then gets 200.
+    if (!(res.locals as { hasAuthorization?: boolean }).hasAuthorization) throw new OciError('UNAUTHORIZED', 'authenticate at the token endpoint (anonymous is fine for public images)');
     res.json({});
   });
   app.get('/v2/_catalog', createCatalogHandler(deps.registry));

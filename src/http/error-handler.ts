@@ -2,9 +2,7 @@ import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from '../logger.js';
 import { OciError } from '../oci/errors.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
-
-/** The challenge sent when an upstream wants credentials the request did not bring. */
-export const BASIC_CHALLENGE = 'Basic realm="pullthrough"';
+import { challengeFor } from './auth-challenge.js';
 
 /**
  * The one place errors become client answers. Upstream outages are 503 UNAVAILABLE naming the
@@ -17,7 +15,7 @@ export function toOciError(err: unknown): OciError {
     const retry = err.retryAfterSeconds !== undefined ? { 'retry-after': String(err.retryAfterSeconds) } : undefined;
     switch (err.kind) {
       case 'auth':
-        return new OciError('UNAUTHORIZED', err.message, { cause: err, headers: { 'www-authenticate': BASIC_CHALLENGE } });
+        return new OciError('UNAUTHORIZED', err.message, { cause: err });
       case 'status':
         if (err.status === 429) return new OciError('TOOMANYREQUESTS', err.message, { cause: err, ...(retry && { headers: retry }) });
         return new OciError('UNAVAILABLE', err.message, { cause: err, detail: { upstream: err.upstream, status: err.status }, ...(retry && { headers: retry }) });
@@ -51,6 +49,8 @@ export function createErrorHandler(logger: Logger): ErrorRequestHandler {
       res.destroy(err instanceof Error ? err : undefined);
       return;
     }
+    // Every 401 says where to authenticate: our token endpoint, which takes the client's credentials.
+    if (error.status === 401) res.setHeader('www-authenticate', challengeFor(req));
     sendOciError(res, error);
   };
 }

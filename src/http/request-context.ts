@@ -1,16 +1,22 @@
 import type { Request, Response } from 'express';
 import type { RepositoryRequest } from '../oci/reference.js';
 import type { LookupResult, Source } from '../cache/registry.js';
+import type { Credentials } from '../config/credentials.js';
 
 /** What the access log and metrics learn about a request from its route. */
 export interface RequestLabels {
-  kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'other';
+  kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'token' | 'other';
   source?: Source;
   result?: LookupResult;
   /** Body bytes handed to the connection so far (manifests and blobs). */
   sentBytes?: number;
   /** The body's declared length, when it has one. */
   expectedBytes?: number | undefined;
+}
+
+/** The requester's own credentials, resolved once per request by the auth middleware. */
+export function requesterCredentials(res: Response): Credentials | undefined {
+  return (res.locals as { credentials?: Credentials }).credentials;
 }
 
 /** The per-request labels; routes fill them in, the access log reads them. */

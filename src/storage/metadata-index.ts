@@ -44,6 +44,12 @@ export interface MetadataIndex {
   /** Indexes committed content and links it to the repository it was fetched for, in one transaction. */
   putContent(record: ContentRecord, link?: RepositoryRecord, references?: readonly string[]): void;
   linkRepository(link: RepositoryRecord, digest: string): void;
+  isLinked(link: RepositoryRecord, digest: string): boolean;
+  /** Records that the upstream served this repository to an anonymous request. */
+  markPublic(link: RepositoryRecord): void;
+  isPublic(link: RepositoryRecord): boolean;
+  /** Whether some repository the upstream serves anonymously holds this digest. */
+  isPublicContent(digest: string): boolean;
   getTag(link: RepositoryRecord, tag: string): TagRecord | undefined;
   putTag(link: RepositoryRecord, tag: string, record: TagRecord): void;
   touchTag(link: RepositoryRecord, tag: string, checkedAt: number): void;
@@ -94,6 +100,12 @@ CREATE TABLE repository_content (
   PRIMARY KEY (upstream, repository, digest)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX repository_content_digest ON repository_content(digest);
+CREATE TABLE public_repositories (
+  upstream TEXT NOT NULL,
+  repository TEXT NOT NULL,
+  proven_at INTEGER NOT NULL,
+  PRIMARY KEY (upstream, repository)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE pins (
   upstream TEXT NOT NULL,
   repository TEXT NOT NULL,
@@ -154,6 +166,10 @@ class SqliteMetadataIndex implements MetadataIndex {
   readonly #addPulls;
   readonly #pin;
   readonly #isPinned;
+  readonly #isLinked;
+  readonly #markPublic;
+  readonly #isPublic;
+  readonly #isPublicContent;
   readonly #stats;
   readonly #topByPulls;
   readonly #topBySize;
@@ -185,7 +201,8 @@ class SqliteMetadataIndex implements MetadataIndex {
          last_access_at = excluded.last_access_at`,
     );
     this.#insertReference = db.prepare('INSERT OR IGNORE INTO manifest_references (manifest, child) VALUES (?, ?)');
-    this.#link = db.prepare('INSERT OR IGNORE INTO repository_content (upstream, repository, digest) VALUES (?, ?, ?)');
+    // Only content we hold can be linked; a link to a fill still running is made when it commits.
+    this.#link = db.prepare('INSERT OR IGNORE INTO repository_content (upstream, repository, digest) SELECT ?, ?, digest FROM content WHERE digest = ?');
     this.#getTag = db.prepare<[string, string, string], { digest: string; media_type: string; checked_at: number }>(
       'SELECT digest, media_type, checked_at FROM tags WHERE upstream = ? AND repository = ? AND tag = ?',
     );
@@ -207,6 +224,14 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#deleteContent = db.prepare('DELETE FROM content WHERE digest = ?');
     this.#addPulls = db.prepare(
       'UPDATE tags SET pulls = pulls + ?, last_pulled_at = MAX(COALESCE(last_pulled_at, 0), ?) WHERE upstream = ? AND repository = ? AND tag = ?',
+    );
+    this.#isLinked = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM repository_content WHERE upstream = ? AND repository = ? AND digest = ?');
+    this.#markPublic = db.prepare('INSERT OR IGNORE INTO public_repositories (upstream, repository, proven_at) VALUES (?, ?, ?)');
+    this.#isPublic = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM public_repositories WHERE upstream = ? AND repository = ?');
+    this.#isPublicContent = db.prepare<[string], { one: number }>(
+      `SELECT 1 AS one FROM repository_content rc
+         JOIN public_repositories p ON p.upstream = rc.upstream AND p.repository = rc.repository
+        WHERE rc.digest = ? LIMIT 1`,
     );
     this.#pin = db.prepare('INSERT OR IGNORE INTO pins (upstream, repository, reference, pinned_at) VALUES (?, ?, ?, ?)');
     this.#isPinned = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM pins WHERE upstream = ? AND repository = ? AND reference = ?');
@@ -244,6 +269,22 @@ class SqliteMetadataIndex implements MetadataIndex {
 
   linkRepository(link: RepositoryRecord, digest: string): void {
     this.#link.run(link.upstream, link.repository, digest);
+  }
+
+  isLinked(link: RepositoryRecord, digest: string): boolean {
+    return this.#isLinked.get(link.upstream, link.repository, digest) !== undefined;
+  }
+
+  markPublic(link: RepositoryRecord): void {
+    this.#markPublic.run(link.upstream, link.repository, this.#now());
+  }
+
+  isPublic(link: RepositoryRecord): boolean {
+    return this.#isPublic.get(link.upstream, link.repository) !== undefined;
+  }
+
+  isPublicContent(digest: string): boolean {
+    return this.#isPublicContent.get(digest) !== undefined;
   }
 
   getTag(link: RepositoryRecord, tag: string): TagRecord | undefined {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
+import { basicAuthorization, type Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { declaredMediaType } from '../oci/manifest.js';
@@ -39,6 +40,8 @@ export interface UpstreamHealth {
 
 export interface RequestOptions {
   readonly signal?: AbortSignal | undefined;
+  /** Sent upstream as Basic, or exchanged at the token realm for a Bearer token. Absent: anonymous. */
+  readonly credentials?: Credentials | undefined;
 }
 
 /**
@@ -157,45 +160,68 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     }
   }
 
-  async function fetchToken(params: Readonly<Record<string, string>>, scope: string, signal?: AbortSignal): Promise<string> {
+  /** Learned from a Basic challenge: this upstream takes credentials directly, not through a token realm. */
+  let isBasicUpstream = false;
+
+  async function fetchToken(params: Readonly<Record<string, string>>, scope: string, credentials: Credentials | undefined, signal?: AbortSignal): Promise<string> {
     const realm = params['realm'];
     if (!realm) throw new UpstreamError('auth', host, `upstream ${host} sent a Bearer challenge without a realm`);
     const url = new URL(realm);
     if (params['service']) url.searchParams.set('service', params['service']);
     url.searchParams.set('scope', params['scope'] ?? scope);
-    const response = await dispatch('token', 'GET', url, { accept: 'application/json' }, signal);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (credentials) headers['authorization'] = basicAuthorization(credentials);
+    const response = await dispatch('token', 'GET', url, headers, signal);
     if (response.statusCode !== 200) {
       await response.body.dump();
-      throw new UpstreamError('auth', host, `token endpoint of ${host} answered ${response.statusCode}`, { status: response.statusCode });
+      throw new UpstreamError('auth', host, `token endpoint of ${host} refused ${credentials ? 'the credentials' : 'an anonymous token'} (${response.statusCode})`, { status: response.statusCode });
     }
     const parsed = tokenFromResponse(await response.body.json().catch(() => undefined));
     if (!parsed) throw new UpstreamError('auth', host, `token endpoint of ${host} sent no token`);
-    tokens.set(scope, parsed.token, parsed.expiresIn);
+    tokens.set(tokenKey(scope, credentials), parsed.token, parsed.expiresIn);
     return parsed.token;
+  }
+
+  /** Tokens are cached per scope and credential identity: one client's token never serves another's request. */
+  function tokenKey(scope: string, credentials: Credentials | undefined): string {
+    return `${scope}|${credentials?.id ?? 'anonymous'}`;
   }
 
   /**
    * Sends one request, answering a Bearer challenge once and following redirects. Returns the
    * final response whatever its status; the caller reads or dumps its body.
    */
-  async function send(kind: Kind, method: string, path: string, repository: string, extra: Record<string, string>, signal?: AbortSignal) {
+  async function send(kind: Kind, method: string, path: string, repository: string, extra: Record<string, string>, options: RequestOptions) {
+    const { signal, credentials } = options;
     const scope = `repository:${repository}:pull`;
     let url = new URL(path, base);
-    let token = tokens.get(scope);
+    let token = tokens.get(tokenKey(scope, credentials));
+    let sendBasic = isBasicUpstream && credentials !== undefined;
     let answeredChallenge = false;
     for (let hops = 0; ; ) {
       const headers = { ...extra };
       // Credentials go to the configured origin only: a redirect to a CDN carries its own signature.
-      if (token && url.origin === base.origin) headers['authorization'] = `Bearer ${token}`;
+      if (url.origin === base.origin) {
+        if (token) headers['authorization'] = `Bearer ${token}`;
+        else if (sendBasic && credentials) headers['authorization'] = basicAuthorization(credentials);
+      }
       const response = await dispatch(kind, method, url, headers, signal);
       const status = response.statusCode;
       if (status === 401 && !answeredChallenge && url.origin === base.origin) {
-        const bearer = parseChallenges(header(response.headers, 'www-authenticate')).find((c) => c.scheme === 'bearer');
+        const challenges = parseChallenges(header(response.headers, 'www-authenticate'));
         await response.body.dump();
-        if (!bearer) throw new UpstreamError('auth', host, `upstream ${host} requires credentials`, { status });
         answeredChallenge = true;
-        token = await fetchToken(bearer.params, scope, signal);
-        continue;
+        const bearer = challenges.find((c) => c.scheme === 'bearer');
+        if (bearer) {
+          token = await fetchToken(bearer.params, scope, credentials, signal);
+          continue;
+        }
+        if (challenges.some((c) => c.scheme === 'basic') && credentials && !sendBasic) {
+          isBasicUpstream = true;
+          sendBasic = true;
+          continue;
+        }
+        throw new UpstreamError('auth', host, `upstream ${host} ${credentials ? 'refused the credentials' : 'requires credentials'}`, { status });
       }
       const location = header(response.headers, 'location');
       if (status >= 300 && status < 400 && location) {
@@ -230,9 +256,10 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
 
   return {
     host,
-    async getManifest(repository, reference, { accept, maxBytes, signal }) {
+    async getManifest(repository, reference, options) {
+      const { accept, maxBytes } = options;
       const what = `manifest ${repository}:${reference}`;
-      const response = await send('manifest', 'GET', `/v2/${repository}/manifests/${reference}`, repository, { accept: accept.join(', ') }, signal);
+      const response = await send('manifest', 'GET', `/v2/${repository}/manifests/${reference}`, repository, { accept: accept.join(', ') }, options);
       if (response.statusCode !== 200) return failure(response, what);
       const declaredLength = contentLength(response.headers);
       if (declaredLength !== undefined && declaredLength > maxBytes) {
@@ -257,29 +284,30 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       const bytes = Buffer.concat(chunks, length);
       return { ...manifestMeta(response, bytes), bytes };
     },
-    async headManifest(repository, reference, { accept, signal }) {
-      const response = await send('manifest', 'HEAD', `/v2/${repository}/manifests/${reference}`, repository, { accept: accept.join(', ') }, signal);
+    async headManifest(repository, reference, options) {
+      const response = await send('manifest', 'HEAD', `/v2/${repository}/manifests/${reference}`, repository, { accept: options.accept.join(', ') }, options);
       if (response.statusCode !== 200) return failure(response, `manifest ${repository}:${reference}`);
       await response.body.dump();
       return manifestMeta(response);
     },
     async getBlob(repository, digest, options = {}) {
-      const response = await send('blob', 'GET', `/v2/${repository}/blobs/${digest}`, repository, {}, options.signal);
+      const response = await send('blob', 'GET', `/v2/${repository}/blobs/${digest}`, repository, {}, options);
       if (response.statusCode !== 200) return failure(response, `blob ${digest} of ${repository}`);
       return { size: contentLength(response.headers), body: response.body };
     },
     async headBlob(repository, digest, options = {}) {
-      const response = await send('blob', 'HEAD', `/v2/${repository}/blobs/${digest}`, repository, {}, options.signal);
+      const response = await send('blob', 'HEAD', `/v2/${repository}/blobs/${digest}`, repository, {}, options);
       if (response.statusCode !== 200) return failure(response, `blob ${digest} of ${repository}`);
       await response.body.dump();
       return { size: contentLength(response.headers) };
     },
-    async listTags(repository, { n, last, signal }) {
+    async listTags(repository, options) {
+      const { n, last } = options;
       const query = new URLSearchParams();
       if (n !== undefined) query.set('n', String(n));
       if (last !== undefined) query.set('last', last);
       const suffix = query.size > 0 ? `?${query}` : '';
-      const response = await send('tags', 'GET', `/v2/${repository}/tags/list${suffix}`, repository, { accept: 'application/json' }, signal);
+      const response = await send('tags', 'GET', `/v2/${repository}/tags/list${suffix}`, repository, { accept: 'application/json' }, options);
       if (response.statusCode !== 200) return failure(response, `tags of ${repository}`);
       const body = (await response.body.json().catch(() => undefined)) as { tags?: unknown } | undefined;
       const tags = Array.isArray(body?.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];

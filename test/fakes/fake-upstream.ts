@@ -47,6 +47,9 @@ export interface FakeUpstreamOptions {
   readonly bearer?: boolean;
   /** Sent with every response (e.g. Docker Hub's ratelimit-remaining). */
   readonly responseHeaders?: Record<string, string>;
+  /** Repositories that need HTTP Basic credentials from `users` (a Basic challenge otherwise). */
+  readonly privateRepositories?: readonly string[];
+  readonly users?: Record<string, string>;
 }
 
 function sendError(res: ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
@@ -120,6 +123,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     if (path === '/v2/' || path === '/v2') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     if (!match) return sendError(res, 404, 'NOT_FOUND');
     const [, repository = '', kind, reference = ''] = match;
+    if (options.privateRepositories?.includes(repository)) {
+      const [user = '', password = ''] = Buffer.from(/^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '', 'base64').toString().split(':');
+      if (!user || options.users?.[user] !== password) return sendError(res, 401, 'UNAUTHORIZED', { 'www-authenticate': 'Basic realm="fake"' });
+    }
     if (kind === 'tags') {
       const tags = [...manifests.keys()].filter((k) => k.startsWith(`${repository}:`) && !k.includes('@')).map((k) => k.slice(repository.length + 1));
       if (tags.length === 0) return sendError(res, 404, 'NAME_UNKNOWN');

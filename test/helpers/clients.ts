@@ -21,7 +21,7 @@ export async function readDirImage(dir: string): Promise<Map<string, Buffer>> {
  * `skopeo copy docker://<source> dir:<tmp>` (with `--all` for every platform of an index),
  * plain HTTP. With `registriesConf`, the source goes through that registries.conf's mirrors.
  */
-export async function skopeoCopy(source: string, options: { all?: boolean; registriesConf?: string; tlsVerify?: boolean; certDir?: string } = {}): Promise<{ dir: string; files: Map<string, Buffer>; cleanup(): Promise<void> }> {
+export async function skopeoCopy(source: string, options: { all?: boolean; registriesConf?: string; tlsVerify?: boolean; certDir?: string; creds?: string } = {}): Promise<{ dir: string; files: Map<string, Buffer>; cleanup(): Promise<void> }> {
   await requireBinary('skopeo');
   const work = await mkdtemp(path.join(tmpdir(), 'pullthrough-skopeo-'));
   const dir = path.join(work, 'image');
@@ -30,6 +30,7 @@ export async function skopeoCopy(source: string, options: { all?: boolean; regis
   args.push('copy', '--retry-times', '0');
   if (options.tlsVerify === false) args.push('--src-tls-verify=false');
   if (options.certDir) args.push('--src-cert-dir', options.certDir);
+  if (options.creds) args.push('--src-creds', options.creds);
   if (options.all) args.push('--all');
   args.push(`docker://${source}`, `dir:${dir}`);
   await runCommand('skopeo', args, { timeoutMs: 180_000 });

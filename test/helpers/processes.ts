@@ -15,6 +15,7 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   openssl: 'openssl',
   chromium: 'chromium',
   'docker-compose': 'docker-compose',
+  htpasswd: 'apache2-utils',
 };
 
 /**

@@ -8,6 +8,7 @@ export interface TestCertificates {
   /** A directory holding only `ca.crt`, as containers/image's --cert-dir expects. */
   readonly caDir: string;
   readonly caCert: string;
+  readonly caKey: string;
   readonly serverCert: string;
   readonly serverKey: string;
 }
@@ -24,5 +25,5 @@ export async function makeTestCertificates(): Promise<TestCertificates> {
   await runCommand('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('ca.key'), '-out', caCert, '-days', '2', '-subj', '/CN=pullthrough test CA']);
   await runCommand('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=127.0.0.1']);
   await runCommand('openssl', ['x509', '-req', '-in', p('server.csr'), '-CA', caCert, '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('server.crt'), '-days', '2', '-extfile', p('server.ext')]);
-  return { dir, caDir, caCert, serverCert: p('server.crt'), serverKey: p('server.key') };
+  return { dir, caDir, caCert, caKey: p('ca.key'), serverCert: p('server.crt'), serverKey: p('server.key') };
 }

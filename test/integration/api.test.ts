@@ -35,9 +35,15 @@ describe('registry API: routing, errors, listings', () => {
     await ghcr.close();
   });
 
-  it('answers GET /v2/ with the API version header', async () => {
-    const res = await request(cache.url).get('/v2/').expect(200);
+  it('challenges GET /v2/ towards its token endpoint, which answers anonymous clients too', async () => {
+    const challenged = await request(cache.url).get('/v2/').expect(401);
+    assert.equal(challenged.headers['docker-distribution-api-version'], 'registry/2.0');
+    const realm = /^Bearer realm="([^"]+)",service="pullthrough"$/.exec(String(challenged.headers['www-authenticate']))?.[1];
+    assert.equal(realm, `${cache.url}/_pullthrough/token`);
+    const token = (await request(cache.url).get('/_pullthrough/token?service=pullthrough').expect(200)).body.token as string;
+    const res = await request(cache.url).get('/v2/').set('authorization', `Bearer ${token}`).expect(200);
     assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0');
+    await request(cache.url).get('/v2/').set('authorization', 'Bearer not-a-token-of-ours').expect(401);
   });
 
   it("routes by containerd's ns= parameter, by a host path prefix and by default, never mixing tags", async () => {

@@ -60,7 +60,8 @@ describe('metrics, readiness and the status page', () => {
   });
 
   it('writes one JSON access-log line per request, with cache result and no credentials', async () => {
-    await request(cache.url).get(`/v2/library/app/blobs/${image.config.digest}`).set('authorization', 'Bearer secret-token').expect(200);
+    const basic = `Basic ${Buffer.from('someone:secret-password').toString('base64')}`;
+    await request(cache.url).get(`/v2/library/app/blobs/${image.config.digest}`).set('authorization', basic).expect(200);
     // The access log is written when the server closes the response, which may follow the client's read.
     const find = () => cache.requests.find((r) => r.path === `/v2/library/app/blobs/${image.config.digest}` && (r as unknown as { result: string }).result === 'hit');
     await waitUntil(async () => find() !== undefined, 'the access-log line');
@@ -68,7 +69,8 @@ describe('metrics, readiness and the status page', () => {
     assert.equal(line?.method, 'GET');
     assert.equal(line?.status, 200);
     assert.equal((line as unknown as { result: string }).result, 'hit');
-    assert.ok(!JSON.stringify(cache.requests).includes('secret-token'));
+    assert.ok(!JSON.stringify(cache.requests).includes('secret-password'));
+    assert.ok(!JSON.stringify(cache.requests).includes(basic.slice(6)));
   });
 
   it('is ready while storage is writable, and says why not otherwise', async () => {

@@ -6,7 +6,7 @@ import { parseDigest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
 import type { ByteRange } from '../../storage/blob-store.js';
 import { parseRange } from '../range.js';
-import { labels, repositoryRequest } from '../request-context.js';
+import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
 
 /** `GET`/`HEAD /v2/<name>/blobs/<digest>`, with single byte ranges (distribution-spec "Pulling blobs"). */
 export function createBlobHandler(registry: Registry, logger: Logger) {
@@ -17,7 +17,7 @@ export function createBlobHandler(registry: Registry, logger: Logger) {
     }
     const params = req.params as Record<string, string>;
     const digest = parseDigest(params['1'] ?? '');
-    const blob = await registry.getBlob(repositoryRequest(req, params['0'] ?? ''), digest, { method: req.method });
+    const blob = await registry.getBlob(repositoryRequest(req, params['0'] ?? ''), digest, { method: req.method, credentials: requesterCredentials(res) });
     Object.assign(labels(res), { source: blob.source, result: blob.result });
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('docker-content-digest', blob.digest);

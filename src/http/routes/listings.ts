@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import type { Page, PageOptions, Registry } from '../../cache/registry.js';
 import { OciError } from '../../oci/errors.js';
-import { labels, repositoryRequest } from '../request-context.js';
+import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
 
 const MAX_PAGE = 10_000;
 
@@ -32,7 +32,7 @@ export function createTagsHandler(registry: Registry) {
     labels(res).kind = 'tags';
     const name = (req.params as Record<string, string>)['0'] ?? '';
     const options = pageOptions(req);
-    const page = await registry.listTags(repositoryRequest(req, name), options);
+    const page = await registry.listTags(repositoryRequest(req, name), { ...options, credentials: requesterCredentials(res) });
     if (page.staleWarning) res.setHeader('warning', page.staleWarning);
     setNextLink(res, req.path, page, options.n);
     res.json({ name, tags: page.items });
@@ -44,7 +44,7 @@ export function createCatalogHandler(registry: Registry) {
   return async (req: Request, res: Response): Promise<void> => {
     labels(res).kind = 'catalog';
     const options = pageOptions(req);
-    const page = await registry.listRepositories(options);
+    const page = await registry.listRepositories(options, requesterCredentials(res));
     setNextLink(res, req.path, page, options.n);
     res.json({ repositories: page.items });
   };

@@ -3,7 +3,7 @@ import type { Registry } from '../../cache/registry.js';
 import { OciError } from '../../oci/errors.js';
 import { parseAccept } from '../../oci/media-types.js';
 import { parseManifestReference } from '../../oci/reference.js';
-import { labels, repositoryRequest } from '../request-context.js';
+import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
 
 /** `GET`/`HEAD /v2/<name>/manifests/<reference>` (distribution-spec "Pulling manifests"). */
 export function createManifestHandler(registry: Registry) {
@@ -17,6 +17,7 @@ export function createManifestHandler(registry: Registry) {
     const manifest = await registry.getManifest(repositoryRequest(req, params['0'] ?? ''), reference, {
       method: req.method,
       accept: parseAccept(req.headersDistinct['accept']),
+      credentials: requesterCredentials(res),
     });
     Object.assign(labels(res), { source: manifest.source, result: manifest.result });
     // Every client needs these three exactly: without Content-Type containerd and docker

@@ -51,11 +51,21 @@ describe('config', () => {
     assert.ok(problems({ upstreams: [{ host: 'https://a.io', url: 'http://a' }] }).some((p) => p.startsWith('upstreams[0].host: ')));
   });
 
+  it('validates upstream credentials', () => {
+    const withCredentials = (credentials: unknown) => ({ upstreams: [{ host: 'ghcr.io', url: 'https://ghcr.io', credentials }] });
+    assert.equal(parseConfig(withCredentials({ username: 'u', passwordFile: '/run/secrets/p' }), {}, 't').upstreams[0]?.credentials?.shared, false);
+    assert.ok(problems(withCredentials({ password: 'x' })).some((p) => p.startsWith('upstreams[0].credentials: give username')));
+    assert.ok(problems(withCredentials({ username: 'u', password: 'x', passwordFile: '/f' })).some((p) => p.includes('not both')));
+    assert.ok(problems(withCredentials({ username: 'u', token: 'x' })).includes('upstreams[0].credentials.token: unknown key'));
+  });
+
   it('applies allow-listed environment overrides and names them in errors', () => {
     const config = parseConfig(minimal, { PULLTHROUGH_STORAGE_ROOT: '/data', PULLTHROUGH_LISTEN: '0.0.0.0:5001', UNRELATED: 'x' }, 'test');
     assert.equal(config.storage.root, '/data');
     assert.equal(config.listen, '0.0.0.0:5001');
     assert.ok(problems(minimal, { PULLTHROUGH_LOG_LEVEL: 'chatty' }).some((p) => p.startsWith('logLevel (set by PULLTHROUGH_LOG_LEVEL): ')));
+    assert.equal(parseConfig(minimal, { PULLTHROUGH_OFFLINE: 'true' }, 'test').offline, true);
+    assert.ok(problems(minimal, { PULLTHROUGH_OFFLINE: 'maybe' }).some((p) => p.startsWith('offline (set by PULLTHROUGH_OFFLINE): ')));
   });
 
   it('loads YAML files and says which file is wrong', async () => {

@@ -27,7 +27,7 @@ describe('toOciError', () => {
   it('asks for credentials when the upstream wants them', () => {
     const mapped = toOciError(new UpstreamError('auth', 'docker.io', 'denied', { status: 401 }));
     assert.equal(mapped.status, 401);
-    assert.equal(mapped.headers['www-authenticate'], 'Basic realm="pullthrough"');
+    assert.equal(mapped.code, 'UNAUTHORIZED');
   });
   it('hides anything else behind 500 UNKNOWN', () => {
     const mapped = toOciError(new Error('secret internals'));

@@ -1,0 +1,147 @@
+import type { Credentials } from '../config/credentials.js';
+import type { Metrics } from '../metrics.js';
+import type { Logger } from '../logger.js';
+import type { Digest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
+import { accepts, MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
+import type { CachedManifest } from '../storage/manifest-cache.js';
+import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { Upstream } from '../upstream/upstream-client.js';
+import { UpstreamError } from '../upstream/upstream-error.js';
+import type { Route } from '../upstream/upstream-router.js';
+import type { AccessPolicy } from './access-policy.js';
+import type { ManifestFill } from './manifest-fill.js';
+import { NotFoundCache } from './not-found-cache.js';
+import type { LookupResult, ManifestResult } from './registry.js';
+import { SingleFlight } from './single-flight.js';
+import { isTagFresh, isUpstreamOutage, staleWarning } from './tag-freshness.js';
+
+export interface ManifestLookupOptions {
+  readonly tagTtlMs: (upstreamHost: string, tag: string) => number;
+  readonly notFoundTtlMs: (upstreamHost: string) => number;
+  readonly isOffline: (upstreamHost: string) => boolean;
+}
+
+/** Turns an upstream 404 into the spec's "unknown" error; everything else passes through. */
+export function notFound(err: unknown, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN', what: string): unknown {
+  if (err instanceof UpstreamError && err.isNotFound) return new OciError(code, `${what} is not known to upstream ${err.upstream}`, { cause: err });
+  return err;
+}
+
+export function offlineMiss(metrics: Metrics, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN', what: string, host: string): OciError {
+  metrics.cacheLookups.inc({ kind: code === 'BLOB_UNKNOWN' ? 'blob' : 'manifest', result: 'offline_miss' });
+  return new OciError(code, `${what} is not in the cache, and upstream ${host} is offline`);
+}
+
+/** Asks for everything we understand plus whatever else the client named, so one fill serves all clients. */
+function fillAccept(clientAccept: readonly string[]): string[] {
+  return [...new Set([...MANIFEST_MEDIA_TYPES, ...clientAccept.filter((t) => t !== '*/*')])];
+}
+
+/**
+ * Manifests by tag and by digest: from the cache when present, readable by this requester and
+ * (for tags) fresh; else from the upstream, one request per key and credential identity.
+ */
+export function createManifestLookup(
+  options: ManifestLookupOptions,
+  deps: { index: MetadataIndex; manifests: ManifestFill; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
+) {
+  const { index, metrics, access } = deps;
+  const flights = new SingleFlight<CachedManifest>();
+  const revalidations = new SingleFlight<string | undefined>();
+  const notFoundTags = new NotFoundCache(deps.now);
+
+  function answer(kind: 'tag' | 'manifest', manifest: CachedManifest, lookup: LookupResult, warning?: string): ManifestResult {
+    metrics.cacheLookups.inc({ kind, result: lookup });
+    index.recordAccess(manifest.digest);
+    const source = lookup === 'miss' || lookup === 'joined' ? 'upstream' : 'cache';
+    return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, bytes: manifest.bytes, source, result: lookup, staleWarning: warning };
+  }
+
+  /** GETs from upstream with `credentials`; concurrent identical requests with the same credentials share one. */
+  async function fill(upstream: Upstream, link: RepositoryRecord, reference: string, accept: readonly string[], credentials: Credentials | undefined, expected?: Digest) {
+    const key = `${link.upstream}/${link.repository}:${reference}|${accept.join(',')}|${credentials?.id ?? ''}`;
+    const flight = flights.run(key, async () => {
+      const manifest = await deps.manifests.fetch(upstream, link, reference, { accept, credentials, expected });
+      access.recordSuccess(link, credentials);
+      return manifest;
+    });
+    return { manifest: await flight.promise, lookup: (flight.joined ? 'joined' : 'miss') as LookupResult };
+  }
+
+  function probe(upstream: Upstream, repository: string, reference: string) {
+    return (credentials: Credentials | undefined) => upstream.headManifest(repository, reference, { accept: MANIFEST_MEDIA_TYPES, credentials });
+  }
+
+  async function byTag(route: Route, tag: string, accept: readonly string[], requester: Credentials | undefined): Promise<ManifestResult> {
+    const link = { upstream: route.upstream.host, repository: route.repository };
+    const isOffline = options.isOffline(link.upstream);
+    const tagKey = `${link.upstream}/${link.repository}:${tag}`;
+    const credentials = access.upstreamCredentials(link, requester);
+    index.recordPull(link, tag);
+    const cached = index.getTag(link, tag);
+    const local = cached && accepts(accept, cached.mediaType) ? await deps.manifests.local(cached.digest) : undefined;
+    if (cached && local) {
+      await access.authorizeRepository(link, requester, probe(route.upstream, link.repository, tag), isOffline);
+      const now = deps.now();
+      if (isOffline || isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag))) return answer('tag', local, 'hit');
+      try {
+        const key = `${tagKey}|${credentials?.id ?? ''}`;
+        const current = await revalidations.run(key, async () => (await route.upstream.headManifest(link.repository, tag, { accept: MANIFEST_MEDIA_TYPES, credentials })).digest).promise;
+        if (current === cached.digest) {
+          index.touchTag(link, tag, now);
+          return answer('tag', local, 'revalidated');
+        }
+      } catch (err) {
+        if (isUpstreamOutage(err)) {
+          deps.logger.warn({ upstream: link.upstream, repository: link.repository, tag, err: err.message }, 'serving cached tag: upstream could not revalidate it');
+          return answer('tag', local, 'stale', staleWarning(err));
+        }
+        if (err instanceof UpstreamError && err.isNotFound) {
+          index.deleteTag(link, tag);
+          notFoundTags.add(tagKey, options.notFoundTtlMs(link.upstream));
+        }
+        throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
+      }
+    }
+    if (isOffline) throw offlineMiss(metrics, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`, link.upstream);
+    if (notFoundTags.has(tagKey)) {
+      metrics.cacheLookups.inc({ kind: 'tag', result: 'not_found' });
+      throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository} is not known to upstream ${link.upstream} (asked moments ago)`);
+    }
+    let fetched: Awaited<ReturnType<typeof fill>>;
+    try {
+      fetched = await fill(route.upstream, link, tag, fillAccept(accept), credentials);
+      if (!accepts(accept, fetched.manifest.mediaType)) {
+        // The client cannot take what the tag points at for everyone else: ask on its terms, but
+        // keep the tag mapping that serves the other clients.
+        const own = await fill(route.upstream, link, tag, accept, credentials);
+        return answer('tag', own.manifest, own.lookup);
+      }
+    } catch (err) {
+      if (err instanceof UpstreamError && err.isNotFound) notFoundTags.add(tagKey, options.notFoundTtlMs(link.upstream));
+      throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
+    }
+    index.putTag(link, tag, { digest: fetched.manifest.digest, mediaType: fetched.manifest.mediaType, checkedAt: deps.now() });
+    return answer('tag', fetched.manifest, fetched.lookup);
+  }
+
+  async function byDigest(route: Route, digest: Digest, accept: readonly string[], requester: Credentials | undefined): Promise<ManifestResult> {
+    const link = { upstream: route.upstream.host, repository: route.repository };
+    const isOffline = options.isOffline(link.upstream);
+    const local = await deps.manifests.local(digest.value);
+    if (local) {
+      await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value), isOffline);
+      return answer('manifest', local, 'hit');
+    }
+    if (isOffline) throw offlineMiss(metrics, 'MANIFEST_UNKNOWN', `manifest ${digest.value}`, link.upstream);
+    try {
+      const fetched = await fill(route.upstream, link, digest.value, fillAccept(accept), access.upstreamCredentials(link, requester), digest);
+      return answer('manifest', fetched.manifest, fetched.lookup);
+    } catch (err) {
+      throw notFound(err, 'MANIFEST_UNKNOWN', `manifest ${digest.value} of ${route.repository}`);
+    }
+  }
+
+  return { byTag, byDigest };
+}
