@@ -20,7 +20,7 @@ import { createBlobStore } from './storage/blob-store.js';
 import { createManifestCache } from './storage/manifest-cache.js';
 import { createMetadataIndex } from './storage/metadata-index.js';
 import { reconcileStorage } from './storage/reconcile.js';
-import { createUpstream } from './upstream/upstream-client.js';
+import { createUpstream, type Upstream } from './upstream/upstream-client.js';
 import { createUpstreamRouter } from './upstream/upstream-router.js';
 
 export interface AppDeps {
@@ -65,10 +65,24 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   await reconcileStorage(store, index, logger);
   const metrics = createMetrics({ withDefaultMetrics: deps.withDefaultMetrics ?? true, storageStats: () => index.stats() });
 
-  const upstreams = config.upstreams.map((upstream) => createUpstream(upstream, { metrics, logger, now }));
+  const listed = config.upstreams.filter((u) => u.host !== '*');
+  const catchAll = config.upstreams.find((u) => u.host === '*');
+  const upstreams = listed.map((upstream) => createUpstream({ ...upstream, url: upstream.url ?? '' }, { metrics, logger, now }));
+  const dynamic: Upstream[] = [];
   const defaultHost = config.upstreams.find((u) => u.default)?.host;
-  const router = createUpstreamRouter(upstreams, { defaultHost });
+  const router = createUpstreamRouter(upstreams, {
+    defaultHost,
+    // An opt-in: pullthrough then connects to whatever registry host a client names.
+    ...(catchAll && {
+      catchAll: (host: string) => {
+        const upstream = createUpstream({ ...catchAll, host, url: (catchAll.url ?? 'https://{host}').replace('{host}', host) }, { metrics, logger, now });
+        dynamic.push(upstream);
+        return upstream;
+      },
+    }),
+  });
   const upstreamConfigs = new Map(config.upstreams.map((u) => [u.host, u]));
+  const settingsOf = (host: string) => upstreamConfigs.get(host) ?? catchAll;
   const memory = createManifestCache({ maxBytes: config.cache.manifestMemoryBytes });
   const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout }, { store, index, metrics, logger });
   const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes }, { store, index, memory, metrics, logger });
@@ -83,11 +97,11 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     }
   });
   const access = createAccessPolicy({ decisionTtlMs: ACCESS_DECISION_TTL_MS, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
-  const isOffline = (host: string) => config.offline || (upstreamConfigs.get(host)?.offline ?? false);
+  const isOffline = (host: string) => config.offline || (settingsOf(host)?.offline ?? false);
   const registry = createPullThroughRegistry(
     {
       tagTtlMs: createTagTtlPolicy(config.upstreams),
-      notFoundTtlMs: (host) => upstreamConfigs.get(host)?.notFoundTtl ?? 0,
+      notFoundTtlMs: (host) => settingsOf(host)?.notFoundTtl ?? 0,
       isOffline,
     },
     { router, store, index, manifests, fills, access, metrics, logger, now },
@@ -133,7 +147,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([Promise.all([closed, fills.drain()]), grace]);
       server.closeAllConnections();
-      await Promise.all(upstreams.map((u) => u.close().catch(() => undefined)));
+      await Promise.all([...upstreams, ...dynamic].map((u) => u.close().catch(() => undefined)));
       index.close();
     },
   };

@@ -21,7 +21,7 @@ export function createTagTtlPolicy(upstreams: readonly Pick<UpstreamConfig, 'hos
     ]),
   );
   return (host, tag) => {
-    const policy = policies.get(host);
+    const policy = policies.get(host) ?? policies.get('*');
     if (!policy) return 0;
     return policy.rules.find((rule) => rule.pattern.test(tag))?.ttl ?? policy.fallback;
   };

@@ -28,6 +28,9 @@ const registryHost = z
     'expected a registry host such as docker.io, ghcr.io or localhost:5001 (no scheme, no path)',
   );
 
+/** A catch-all's URL names the registry by `{host}`: `https://{host}`. */
+const CATCH_ALL_URL = /^https?:\/\/\{host\}$/;
+
 const upstreamUrl = z
   .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
   .refine((url) => {
@@ -76,10 +79,20 @@ const credentialsSchema = z
   .refine((c) => !(c.dockerConfig !== undefined && c.username !== undefined), 'give dockerConfig or username, not both');
 
 const upstreamSchema = z.strictObject({
-  /** The registry host clients name in image references (`docker.io`, `ghcr.io`). */
-  host: registryHost,
-  /** Where that registry really answers. */
-  url: upstreamUrl,
+  /**
+   * The registry host clients name in image references (`docker.io`, `ghcr.io`), or `*`: a
+   * catch-all for every registry not listed, reached at its own host.
+   */
+  host: z.union([z.literal('*'), registryHost]),
+  /** Where that registry really answers. For `*`: `https://{host}` (the default) or `http://{host}`. */
+  url: z
+    .string()
+    .superRefine((url, ctx) => {
+      if (CATCH_ALL_URL.test(url)) return;
+      const parsed = upstreamUrl.safeParse(url);
+      if (!parsed.success) ctx.addIssue({ code: 'custom', message: parsed.error.issues[0]?.message ?? 'invalid URL' });
+    })
+    .optional(),
   /** Bare names and names without a registry host go here. @default false */
   default: z.boolean().default(false),
   /** How long a cached tag is served before it is revalidated with a HEAD; 0 = every pull. @default 5m */
@@ -169,6 +182,19 @@ export const configSchema = z
       .array(upstreamSchema)
       .min(1, 'configure at least one upstream')
       .superRefine((upstreams, ctx) => {
+        upstreams.forEach((upstream, i) => {
+          const isCatchAll = upstream.host === '*';
+          if (!isCatchAll && (upstream.url === undefined || CATCH_ALL_URL.test(upstream.url))) {
+            ctx.addIssue({ code: 'custom', path: [i, 'url'], message: 'expected the URL where this registry answers, such as https://registry-1.docker.io' });
+          }
+          if (isCatchAll && upstream.url !== undefined && !CATCH_ALL_URL.test(upstream.url)) {
+            ctx.addIssue({ code: 'custom', path: [i, 'url'], message: 'a catch-all reaches each registry at its own host: https://{host} or http://{host}' });
+          }
+          if (isCatchAll && upstream.default) ctx.addIssue({ code: 'custom', path: [i, 'default'], message: 'the catch-all cannot be the default upstream' });
+          if (isCatchAll && upstream.credentials) {
+            ctx.addIssue({ code: 'custom', path: [i, 'credentials'], message: 'a catch-all reaches many registries: give credentials to listed upstreams only' });
+          }
+        });
         const seen = new Set<string>();
         upstreams.forEach((upstream, i) => {
           const host = upstream.host.toLowerCase();
@@ -181,7 +207,9 @@ export const configSchema = z
         for (const i of defaults.slice(1)) {
           ctx.addIssue({ code: 'custom', path: [i, 'default'], message: 'only one upstream may be the default' });
         }
-      }),
+      })
+      // Listed upstreams are addressed by origin from here on.
+      .transform((upstreams) => upstreams.map((u) => (u.host === '*' || u.url === undefined ? u : { ...u, url: new URL(u.url).origin }))),
   });
 
 /** The validated, defaults-filled, frozen configuration. */

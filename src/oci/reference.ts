@@ -56,6 +56,13 @@ export function isRegistryHost(component: string): boolean {
   return component.includes('.') || component.includes(':') || component === 'localhost';
 }
 
+const REGISTRY_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::\d{1,5})?$/;
+
+/** A well-formed `host[:port]`: nothing that could add a path, userinfo or scheme to a URL built from it. */
+export function isValidRegistryHost(host: string): boolean {
+  return host.length <= 255 && REGISTRY_HOST.test(host);
+}
+
 /** The repository a request names, as the client sent it, before routing. */
 export interface RepositoryRequest {
   /** The `<name>` path part; may start with a registry host (path-prefix mirrors). */

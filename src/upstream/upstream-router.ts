@@ -1,5 +1,5 @@
 import { OciError } from '../oci/errors.js';
-import { isRegistryHost, parseRepositoryName, type RepositoryRequest } from '../oci/reference.js';
+import { isRegistryHost, isValidRegistryHost, parseRepositoryName, type RepositoryRequest } from '../oci/reference.js';
 import type { Upstream } from './upstream-client.js';
 
 /** Where a request goes: the upstream and the repository name as that upstream knows it. */
@@ -24,7 +24,10 @@ const DOCKER_HUB_ALIASES = ['docker.io', 'index.docker.io', 'registry-1.docker.i
  * Routes by, in order: containerd's `ns=` parameter, a registry host as the name's first path
  * component, and the upstream marked default. Docker Hub names get `library/` as its clients add.
  */
-export function createUpstreamRouter(upstreams: readonly Upstream[], options: { defaultHost: string | undefined }): UpstreamRouter {
+export function createUpstreamRouter(
+  upstreams: readonly Upstream[],
+  options: { defaultHost: string | undefined; catchAll?: ((host: string) => Upstream) | undefined },
+): UpstreamRouter {
   const byHost = new Map<string, Upstream>();
   for (const upstream of upstreams) {
     const host = upstream.host.toLowerCase();
@@ -34,8 +37,14 @@ export function createUpstreamRouter(upstreams: readonly Upstream[], options: { 
   const fallback = options.defaultHost === undefined ? undefined : byHost.get(options.defaultHost.toLowerCase());
   const configured = upstreams.map((u) => u.host).join(', ');
 
+  const MAX_CATCH_ALL_HOSTS = 1_000;
+
   function lookup(host: string): Upstream {
-    const upstream = byHost.get(host.toLowerCase());
+    let upstream = byHost.get(host.toLowerCase());
+    if (!upstream && options.catchAll && isRegistryHost(host) && isValidRegistryHost(host) && byHost.size < upstreams.length + MAX_CATCH_ALL_HOSTS) {
+      upstream = options.catchAll(host.toLowerCase());
+      byHost.set(host.toLowerCase(), upstream);
+    }
     if (!upstream) {
       throw new OciError('NAME_UNKNOWN', `no upstream is configured for registry ${host}; configured: ${configured}`, {
         detail: { host, configured: upstreams.map((u) => u.host) },

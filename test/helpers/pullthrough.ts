@@ -31,7 +31,7 @@ export interface RunningPullthrough {
 
 export interface UpstreamSpec {
   host: string;
-  url: string;
+  url?: string;
   default?: boolean;
   tagTtl?: string;
   tagTtlRules?: Array<{ match?: string; regex?: string; ttl: string }>;

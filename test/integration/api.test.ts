@@ -145,3 +145,25 @@ describe('registry API: routing, errors, listings', () => {
     }
   });
 });
+
+describe('catch-all upstream', () => {
+  it('reaches unlisted registries at their own host only when configured, and never a malformed one', async () => {
+    const registry = await startFakeUpstream();
+    const image = makeImage({ layerSizes: [10] });
+    registry.addImage('team/app', '1.0', image);
+    const strict = await startPullthrough({ upstreams: [{ host: 'docker.io', url: registry.url, default: true }] });
+    const open = await startPullthrough({ upstreams: [{ host: 'docker.io', url: registry.url, default: true }, { host: '*', url: 'http://{host}' }] });
+    try {
+      await request(strict.url).get(`/v2/${registry.host}/team/app/manifests/1.0`).expect(404);
+      const res = await request(open.url).get(`/v2/${registry.host}/team/app/manifests/1.0`).expect(200);
+      assert.equal(res.headers['docker-content-digest'], image.digest);
+      await request(open.url).get(`/v2/team/app/manifests/1.0?ns=${encodeURIComponent(registry.host)}`).expect(200);
+      const bad = await request(open.url).get(`/v2/team/app/manifests/1.0?ns=${encodeURIComponent('user@evil.example')}`).expect(404);
+      assert.equal(bad.body.errors[0].code, 'NAME_UNKNOWN');
+    } finally {
+      await strict.close();
+      await open.close();
+      await registry.close();
+    }
+  });
+});

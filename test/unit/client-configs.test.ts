@@ -12,7 +12,7 @@ const config = loadConfig(path.resolve('config/default.yaml'), {});
 const { port } = parseListenAddress(config.listen);
 const mirror = `127.0.0.1:${port}`;
 const certsDir = path.resolve('config/containerd/certs.d');
-const SERVERS: Record<string, string> = Object.fromEntries(config.upstreams.map((u) => [u.host, u.url]));
+const SERVERS: Record<string, string> = Object.fromEntries(config.upstreams.map((u) => [u.host, u.url ?? '']));
 
 describe('ready-to-copy client configs', () => {
   it('has a containerd hosts.toml for every default upstream, naming its server and the mirror port', async () => {

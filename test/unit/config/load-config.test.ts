@@ -51,6 +51,15 @@ describe('config', () => {
     assert.ok(problems({ upstreams: [{ host: 'https://a.io', url: 'http://a' }] }).some((p) => p.startsWith('upstreams[0].host: ')));
   });
 
+  it('takes one catch-all upstream, reached at each registry host', () => {
+    const config = parseConfig({ upstreams: [...minimal.upstreams, { host: '*' }] }, {}, 't');
+    assert.equal(config.upstreams[1]?.host, '*');
+    assert.ok(problems({ upstreams: [{ host: '*', url: 'https://example.com' }] }).some((p) => p.startsWith('upstreams[0].url: a catch-all')));
+    assert.ok(problems({ upstreams: [{ host: '*', default: true }] }).includes('upstreams[0].default: the catch-all cannot be the default upstream'));
+    assert.ok(problems({ upstreams: [{ host: '*', credentials: { username: 'u', password: 'p' } }] }).some((p) => p.startsWith('upstreams[0].credentials: a catch-all')));
+    assert.ok(problems({ upstreams: [{ host: 'ghcr.io' }] }).some((p) => p.startsWith('upstreams[0].url: expected the URL')));
+  });
+
   it('validates upstream credentials', () => {
     const withCredentials = (credentials: unknown) => ({ upstreams: [{ host: 'ghcr.io', url: 'https://ghcr.io', credentials }] });
     assert.equal(parseConfig(withCredentials({ username: 'u', passwordFile: '/run/secrets/p' }), {}, 't').upstreams[0]?.credentials?.shared, false);
