@@ -8,6 +8,7 @@ import { createBlobFills } from './cache/blob-fill.js';
 import { createCacheStatus } from './cache/cache-status.js';
 import { createManifestFill } from './cache/manifest-fill.js';
 import { createPullThroughRegistry } from './cache/pull-through-registry.js';
+import { createStorageKeeper, type StorageKeeper } from './cache/storage-keeper.js';
 import { createTagTtlPolicy } from './cache/tag-freshness.js';
 import type { Config } from './config/config.js';
 import { loadCredentials } from './config/credentials.js';
@@ -33,6 +34,8 @@ export interface AppDeps {
 export interface App {
   readonly server: Server;
   readonly metrics: Metrics;
+  /** Eviction and garbage collection, for the admin API and tests. */
+  readonly keeper: StorageKeeper;
   /** Starts listening on `config.listen`; resolves to the bound address. */
   listen(): Promise<AddressInfo>;
   /** Stops accepting, lets running fills end (bounded), closes the index and upstream pools. */
@@ -40,6 +43,8 @@ export interface App {
 }
 
 const ACCESS_FLUSH_MS = 5_000;
+/** Blobs unreferenced and unread for this long, and files the index does not know, are garbage. */
+export const GC_GRACE_MS = 3_600_000;
 /** How long the upstream's yes to one client's credentials for one repository is taken without asking again. */
 const ACCESS_DECISION_TTL_MS = 60_000;
 
@@ -84,7 +89,14 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const upstreamConfigs = new Map(config.upstreams.map((u) => [u.host, u]));
   const settingsOf = (host: string) => upstreamConfigs.get(host) ?? catchAll;
   const memory = createManifestCache({ maxBytes: config.cache.manifestMemoryBytes });
-  const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout }, { store, index, metrics, logger });
+  const keeper = createStorageKeeper(
+    { maxBytes: config.storage.maxBytes, highWatermark: config.storage.highWatermark, lowWatermark: config.storage.lowWatermark, fillTimeoutMs: config.cache.fillTimeout },
+    { index, store, memory, metrics, logger, now },
+  );
+  const evictSoon = () => {
+    keeper.maybeEvict().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'eviction failed'));
+  };
+  const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout }, { store, index, metrics, logger, onCommit: evictSoon });
   const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes }, { store, index, memory, metrics, logger });
   const configuredCredentials = new Map<string, ConfiguredCredentials>();
   config.upstreams.forEach((upstream, i) => {
@@ -122,12 +134,24 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
 
-  const flushTimer = setInterval(() => index.flushAccess(), ACCESS_FLUSH_MS);
+  const flushTimer = setInterval(() => {
+    index.flushAccess();
+    // Manifests and imports also add bytes; a periodic look catches what the fill hook does not.
+    evictSoon();
+  }, ACCESS_FLUSH_MS);
   flushTimer.unref();
+  const gcTimer =
+    config.storage.gcInterval > 0
+      ? setInterval(() => {
+          keeper.collectGarbage(GC_GRACE_MS).catch((err: unknown) => logger.error({ err: (err as Error).message }, 'garbage collection failed'));
+        }, config.storage.gcInterval)
+      : undefined;
+  gcTimer?.unref();
 
   return {
     server,
     metrics,
+    keeper,
     listen() {
       const { host, port } = parseListenAddress(config.listen);
       return new Promise((resolve, reject) => {
@@ -142,6 +166,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     },
     async close({ graceMs = 10_000 } = {}) {
       clearInterval(flushTimer);
+      if (gcTimer) clearInterval(gcTimer);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());

@@ -24,6 +24,13 @@ export interface Metrics {
   /** The upstream's `ratelimit-remaining` / `ratelimit-limit` (Docker Hub's pull limit), last seen. */
   readonly upstreamRateLimitRemaining: Gauge<'upstream'>;
   readonly upstreamRateLimitLimit: Gauge<'upstream'>;
+  /** Objects and bytes removed to keep the cache under storage.maxBytes. */
+  readonly evictions: Counter;
+  readonly evictedBytes: Counter;
+  /** Objects removed by garbage collection, by kind (blob, file, temp). */
+  readonly gcRemoved: Counter<'kind'>;
+  /** Storage operations that failed (fill writes, deletions), by operation; ENOSPC shows here. */
+  readonly storageErrors: Counter<'operation' | 'code'>;
   /** 1 while an upstream's circuit breaker is open (or probing), 0 when closed. */
   readonly upstreamBreakerOpen: Gauge<'upstream'>;
 }
@@ -119,6 +126,15 @@ export function createMetrics(options: { withDefaultMetrics: boolean; storageSta
       name: 'pullthrough_upstream_ratelimit_remaining',
       help: "Requests left in the upstream's rate-limit window, from its ratelimit-remaining header.",
       labelNames: ['upstream'],
+      registers,
+    }),
+    evictions: new Counter({ name: 'pullthrough_evictions_total', help: 'Objects evicted to stay under storage.maxBytes.', registers }),
+    evictedBytes: new Counter({ name: 'pullthrough_evicted_bytes_total', help: 'Bytes evicted to stay under storage.maxBytes.', registers }),
+    gcRemoved: new Counter({ name: 'pullthrough_gc_removed_total', help: 'Objects removed by garbage collection, by kind.', labelNames: ['kind'], registers }),
+    storageErrors: new Counter({
+      name: 'pullthrough_storage_errors_total',
+      help: 'Storage operations that failed, by operation and error code (ENOSPC: disk full).',
+      labelNames: ['operation', 'code'],
       registers,
     }),
     upstreamBreakerOpen: new Gauge({

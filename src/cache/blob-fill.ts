@@ -35,6 +35,9 @@ export interface BlobFills {
   drain(): Promise<void>;
 }
 
+/** Errors of the local disk, as opposed to the upstream connection. */
+const LOCAL_DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE']);
+
 class BlobFill implements FillProgress {
   writer!: BlobWriter;
   size: number | undefined;
@@ -69,7 +72,7 @@ class BlobFill implements FillProgress {
  */
 export function createBlobFills(
   options: { fillTimeoutMs: number },
-  deps: { store: BlobStore; index: MetadataIndex; metrics: Metrics; logger: Logger },
+  deps: { store: BlobStore; index: MetadataIndex; metrics: Metrics; logger: Logger; onCommit?: () => void },
 ): BlobFills {
   const running = new Map<string, BlobFill>();
 
@@ -99,6 +102,7 @@ export function createBlobFills(
           deps.index.putContent({ digest: digest.value, size, mediaType: null, kind: 'blob' }, link);
           fill.state = 'committed';
           result = 'committed';
+          deps.onCommit?.();
         } finally {
           fill.writer.release();
         }
@@ -110,6 +114,11 @@ export function createBlobFills(
           result = 'mismatch';
           deps.metrics.digestMismatches.inc();
           deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: err.message }, 'upstream sent a blob that does not match its digest; discarded');
+        } else if (fill.writer && LOCAL_DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) {
+          // A local disk error (ENOSPC, EIO): the client gets a clean cut, the cache keeps serving what it has.
+          const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+          deps.metrics.storageErrors.inc({ operation: 'fill', code });
+          deps.logger.error({ digest: digest.value, code, err: (err as Error).message }, 'blob fill failed on local storage');
         } else if (fill.writer) {
           deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: (err as Error).message }, 'blob fill failed');
         }

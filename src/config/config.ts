@@ -160,7 +160,16 @@ export const configSchema = z
       .strictObject({
         /** Data directory: blobs/, tmp/ and index.db. Relative paths are relative to the working directory. @default ./storage */
         root: z.string().min(1).default('./storage'),
+        /** Upper bound of the cache on disk; 0 = unbounded. @default 0 */
+        maxBytes: size.default(0),
+        /** Eviction starts when the cache passes this fraction of maxBytes… @default 0.9 */
+        highWatermark: z.number().gt(0).lte(1).default(0.9),
+        /** …and stops once it is under this one. @default 0.8 */
+        lowWatermark: z.number().gt(0).lte(1).default(0.8),
+        /** How often unreferenced blobs and stray files are collected; 0 = only by `pullthrough gc`. @default 1h */
+        gcInterval: duration.default(3_600_000),
       })
+      .refine((s) => s.lowWatermark < s.highWatermark, { message: 'lowWatermark must be below highWatermark', path: ['lowWatermark'] })
       .prefault({}),
     cache: z
       .strictObject({
@@ -170,6 +179,12 @@ export const configSchema = z
         manifestMemoryBytes: size.default(64 * 2 ** 20),
         /** Upper bound on one blob fill, which goes on after its client has gone. @default 30m */
         fillTimeout: duration.default(1_800_000),
+      })
+      .prefault({}),
+    admin: z
+      .strictObject({
+        /** File holding the token for the admin API under /_pullthrough/ (or PULLTHROUGH_ADMIN_TOKEN); absent = API off. */
+        tokenFile: z.string().min(1).optional(),
       })
       .prefault({}),
     metrics: z

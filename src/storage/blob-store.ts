@@ -44,8 +44,10 @@ export interface BlobStore {
   writeAll(digest: Digest, bytes: Uint8Array): Promise<void>;
   discard(tempPath: string): Promise<void>;
   remove(digest: Digest): Promise<void>;
-  /** Every committed digest found on disk, as `algorithm:hex`, with its size. */
-  list(): AsyncIterable<{ digest: string; size: number }>;
+  /** Every committed digest found on disk, as `algorithm:hex`, with its size and modification time. */
+  list(): AsyncIterable<{ digest: string; size: number; mtimeMs: number }>;
+  /** Files in tmp/ with their modification time. */
+  listTemp(): Promise<Array<{ path: string; mtimeMs: number }>>;
   /** Writes, syncs and removes a probe file in `tmp/`; rejects when the disk cannot take a fill. */
   probeWritable(): Promise<void>;
 }
@@ -110,6 +112,14 @@ export function createBlobStore(options: { root: string }): BlobStore {
     async remove(digest) {
       await rm(pathFor(digest), { force: true });
     },
+    async listTemp() {
+      const files: Array<{ path: string; mtimeMs: number }> = [];
+      for (const name of await readdirOrEmpty(tmpDir)) {
+        const info = await stat(path.join(tmpDir, name)).catch(() => undefined);
+        if (info?.isFile()) files.push({ path: path.join(tmpDir, name), mtimeMs: info.mtimeMs });
+      }
+      return files;
+    },
     async probeWritable() {
       const temp = await store.createTempFile();
       try {
@@ -125,7 +135,7 @@ export function createBlobStore(options: { root: string }): BlobStore {
         for (const prefix of await readdirOrEmpty(path.join(blobsDir, algorithm))) {
           for (const hex of await readdirOrEmpty(path.join(blobsDir, algorithm, prefix))) {
             const info = await stat(path.join(blobsDir, algorithm, prefix, hex)).catch(() => undefined);
-            if (info?.isFile()) yield { digest: `${algorithm}:${hex}`, size: info.size };
+            if (info?.isFile()) yield { digest: `${algorithm}:${hex}`, size: info.size, mtimeMs: info.mtimeMs };
           }
         }
       }

@@ -62,7 +62,14 @@ export interface MetadataIndex {
   recordPull(link: RepositoryRecord, tag: string): void;
   /** Marks a tag or digest of a repository as pinned: kept through eviction (see README). */
   pin(link: RepositoryRecord, reference: string): void;
+  unpin(link: RepositoryRecord, reference: string): boolean;
   isPinned(link: RepositoryRecord, reference: string): boolean;
+  /** Everything eviction plans over: objects with size and last access, references, pinned digests. */
+  evictionInputs(): { nodes: Array<{ digest: string; size: number; lastAccessAt: number }>; edges: Array<{ parent: string; child: string }>; pinned: Set<string> };
+  /** Blobs no manifest references, last read before `before`. */
+  unreferencedBlobs(before: number): string[];
+  /** Tags with what they point at, for listings. */
+  listTagsDetailed(): Array<{ upstream: string; repository: string; tag: string; digest: string; pulls: number; lastPulledAt: number | null }>;
   /** Total bytes and objects indexed. */
   stats(): { bytes: number; objects: number };
   /** Cached tags, most pulled or largest first. */
@@ -167,6 +174,12 @@ class SqliteMetadataIndex implements MetadataIndex {
   readonly #pin;
   readonly #isPinned;
   readonly #isLinked;
+  readonly #unpin;
+  readonly #evictionNodes;
+  readonly #evictionEdges;
+  readonly #pinnedDigests;
+  readonly #unreferenced;
+  readonly #tagsDetailed;
   readonly #markPublic;
   readonly #isPublic;
   readonly #isPublicContent;
@@ -224,6 +237,25 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#deleteContent = db.prepare('DELETE FROM content WHERE digest = ?');
     this.#addPulls = db.prepare(
       'UPDATE tags SET pulls = pulls + ?, last_pulled_at = MAX(COALESCE(last_pulled_at, 0), ?) WHERE upstream = ? AND repository = ? AND tag = ?',
+    );
+    this.#unpin = db.prepare('DELETE FROM pins WHERE upstream = ? AND repository = ? AND reference = ?');
+    this.#evictionNodes = db.prepare<[], { digest: string; size: number; lastAccessAt: number }>('SELECT digest, size, last_access_at AS lastAccessAt FROM content');
+    this.#evictionEdges = db.prepare<[], { parent: string; child: string }>('SELECT manifest AS parent, child FROM manifest_references');
+    this.#pinnedDigests = db
+      .prepare<[], { digest: string }>(
+        `SELECT t.digest FROM pins p JOIN tags t ON t.upstream = p.upstream AND t.repository = p.repository AND t.tag = p.reference
+         UNION SELECT reference AS digest FROM pins WHERE reference LIKE 'sha256:%' OR reference LIKE 'sha512:%'`,
+      )
+      .pluck();
+    this.#unreferenced = db
+      .prepare<[number], { digest: string }>(
+        `SELECT c.digest FROM content c
+          WHERE c.kind = 'blob' AND c.last_access_at < ?
+            AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = c.digest)`,
+      )
+      .pluck();
+    this.#tagsDetailed = db.prepare<[], { upstream: string; repository: string; tag: string; digest: string; pulls: number; lastPulledAt: number | null }>(
+      'SELECT upstream, repository, tag, digest, pulls, last_pulled_at AS lastPulledAt FROM tags ORDER BY upstream, repository, tag',
     );
     this.#isLinked = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM repository_content WHERE upstream = ? AND repository = ? AND digest = ?');
     this.#markPublic = db.prepare('INSERT OR IGNORE INTO public_repositories (upstream, repository, proven_at) VALUES (?, ?, ?)');
@@ -341,6 +373,26 @@ class SqliteMetadataIndex implements MetadataIndex {
 
   pin(link: RepositoryRecord, reference: string): void {
     this.#pin.run(link.upstream, link.repository, reference, this.#now());
+  }
+
+  unpin(link: RepositoryRecord, reference: string): boolean {
+    return this.#unpin.run(link.upstream, link.repository, reference).changes > 0;
+  }
+
+  evictionInputs() {
+    return {
+      nodes: this.#evictionNodes.all(),
+      edges: this.#evictionEdges.all(),
+      pinned: new Set(this.#pinnedDigests.all() as unknown as string[]),
+    };
+  }
+
+  unreferencedBlobs(before: number): string[] {
+    return this.#unreferenced.all(before) as unknown as string[];
+  }
+
+  listTagsDetailed() {
+    return this.#tagsDetailed.all();
   }
 
   isPinned(link: RepositoryRecord, reference: string): boolean {

@@ -46,6 +46,7 @@ export async function startPullthrough(options: {
   upstreams: UpstreamSpec[];
   storageRoot?: string;
   cache?: Record<string, string>;
+  storage?: Record<string, string | number>;
   now?: () => number;
   captureRequests?: boolean;
   tls?: { cert: string; key: string };
@@ -68,7 +69,7 @@ export async function startPullthrough(options: {
     {
       listen: '127.0.0.1:0',
       logLevel: 'silent',
-      storage: { root: storageRoot },
+      storage: { root: storageRoot, ...options.storage },
       upstreams: options.upstreams,
       ...(options.cache && { cache: options.cache }),
       ...(options.tls && { tls: options.tls }),
