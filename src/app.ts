@@ -5,6 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { createAccessPolicy, type ConfiguredCredentials } from './cache/access-policy.js';
 import { createBlobFills } from './cache/blob-fill.js';
+import { createCacheAdmin } from './cache/cache-admin.js';
 import { createCacheStatus } from './cache/cache-status.js';
 import { createManifestFill } from './cache/manifest-fill.js';
 import { createPullThroughRegistry } from './cache/pull-through-registry.js';
@@ -48,8 +49,8 @@ export const GC_GRACE_MS = 3_600_000;
 /** How long the upstream's yes to one client's credentials for one repository is taken without asking again. */
 const ACCESS_DECISION_TTL_MS = 60_000;
 
-/** Reads a PEM file named by the config; a missing file stops start-up naming its key. */
-function readKeyFile(key: string, file: string): Buffer {
+/** Reads a file the config names (TLS keys, the admin token); a missing one stops start-up naming its key. */
+function readConfiguredFile(key: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
@@ -120,12 +121,14 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   );
 
   const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isReadableWithoutUpstream(link, undefined) });
-  const app = createHttpApp({ registry, status, now, metrics, logger, exposeMetrics: config.metrics.enabled });
+  const adminToken = config.admin.token ?? (config.admin.tokenFile ? readConfiguredFile('admin.tokenFile', config.admin.tokenFile).toString('utf8').trim() : undefined);
+  const admin = adminToken ? { admin: createCacheAdmin({ index, store, keeper }), token: adminToken, gcGraceMs: GC_GRACE_MS } : undefined;
+  const app = createHttpApp({ registry, status, now, metrics, logger, exposeMetrics: config.metrics.enabled, admin });
   // Slow-loris bounds: headers must arrive within 30 s; bodies (blob downloads) may take as long
   // as they take, since a large layer over a slow link is legitimate.
   const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
   const server: Server = config.tls
-    ? createTlsServer({ ...serverOptions, cert: readKeyFile('tls.cert', config.tls.cert), key: readKeyFile('tls.key', config.tls.key) }, app)
+    ? createTlsServer({ ...serverOptions, cert: readConfiguredFile('tls.cert', config.tls.cert), key: readConfiguredFile('tls.key', config.tls.key) }, app)
     : createServer(serverOptions, app);
   server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     // containers/image with `insecure = true` opens with a TLS handshake (first byte 0x16) and

@@ -7,6 +7,7 @@ import { ConfigError, loadConfig } from './config/load-config.js';
 import { ImportError } from './bundle/import-error.js';
 import { runExport, runImport } from './cli/bundle-commands.js';
 import { runPreload, UsageError } from './cli/preload.js';
+import { runStorageCommand } from './cli/storage-commands.js';
 import type { CommandIo } from './cli/progress.js';
 import type { Config } from './config/config.js';
 import { createLogger } from './logger.js';
@@ -27,6 +28,12 @@ const USAGE = `usage: pullthrough <command> [--config FILE] [options]
   preload IMAGE… [--file F]       pull images into the cache (pinned unless --no-pin)
   export IMAGE… -o BUNDLE.tar     pull images, then write them as an OCI image layout tarball
   import BUNDLE.tar               load an export or a docker save archive (pinned unless --no-pin)
+  ls [--json]                     cached images with size, pulls, last pull, pin
+  stats [--json]                  size of the cache against storage.maxBytes
+  pin IMAGE / unpin IMAGE         keep an image through eviction, or stop keeping it
+  rm IMAGE                        drop an image and what only it used
+  gc                              remove unreferenced blobs, stray and dead temp files
+  verify [--repair]               re-hash everything; exit 1 on damage; --repair drops it
 
   --config FILE                   YAML config (default: $PULLTHROUGH_CONFIG, else config/default.yaml)
   --platform P[,P…]               preload/export: platforms of multi-platform images (default: this machine's)
@@ -56,7 +63,7 @@ function takeConfig(args: readonly string[]): { configPath: string | undefined; 
 async function serve(config: Config, args: readonly string[], configPath: string): Promise<number> {
   const { values } = parseArgs({ args: [...args], options: { 'check-config': { type: 'boolean' } } });
   if (values['check-config']) {
-    const redacted = JSON.stringify(config, (key, value: unknown) => (key === 'password' ? '[redacted]' : value), 2);
+    const redacted = JSON.stringify(config, (key, value: unknown) => (key === 'password' || key === 'token' ? '[redacted]' : value), 2);
     process.stdout.write(`${configPath}: ok\n${redacted}\n`);
     return 0;
   }
@@ -102,6 +109,14 @@ async function main(argv: string[]): Promise<number> {
       return runExport(rest, config, io, process.arch);
     case 'import':
       return runImport(rest, config, io);
+    case 'ls':
+    case 'stats':
+    case 'pin':
+    case 'unpin':
+    case 'rm':
+    case 'gc':
+    case 'verify':
+      return runStorageCommand(command, rest, config, io);
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }

@@ -183,8 +183,10 @@ export const configSchema = z
       .prefault({}),
     admin: z
       .strictObject({
-        /** File holding the token for the admin API under /_pullthrough/ (or PULLTHROUGH_ADMIN_TOKEN); absent = API off. */
+        /** File holding the token for the admin API under /_pullthrough/admin/; absent (and no token) = API off. */
         tokenFile: z.string().min(1).optional(),
+        /** The token itself, from PULLTHROUGH_ADMIN_TOKEN only: secrets do not belong in the file. */
+        token: z.string().min(16, 'use at least 16 characters').optional(),
       })
       .prefault({}),
     metrics: z

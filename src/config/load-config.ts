@@ -18,6 +18,7 @@ export class ConfigError extends Error {
  * variable can change behaviour and every override is documented in README.
  */
 export const ENV_OVERRIDES: Readonly<Record<string, { readonly path: readonly string[]; readonly isBoolean?: boolean }>> = {
+  PULLTHROUGH_ADMIN_TOKEN: { path: ['admin', 'token'] },
   PULLTHROUGH_LISTEN: { path: ['listen'] },
   PULLTHROUGH_LOG_LEVEL: { path: ['logLevel'] },
   PULLTHROUGH_OFFLINE: { path: ['offline'], isBoolean: true },

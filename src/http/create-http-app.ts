@@ -1,4 +1,5 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { CacheAdmin } from '../cache/cache-admin.js';
 import type { CacheStatus } from '../cache/cache-status.js';
 import type { Registry } from '../cache/registry.js';
 import type { Logger } from '../logger.js';
@@ -7,6 +8,7 @@ import { OciError } from '../oci/errors.js';
 import { createAuthSessions, createTokenHandler, requesterOf } from './auth-challenge.js';
 import { createErrorHandler, sendOciError } from './error-handler.js';
 import { labels, setApiVersion } from './request-context.js';
+import { createAdminRouter } from './routes/admin.js';
 import { createBlobHandler } from './routes/blobs.js';
 import { createCatalogHandler, createTagsHandler } from './routes/listings.js';
 import { createManifestHandler } from './routes/manifests.js';
@@ -20,6 +22,8 @@ export interface HttpAppDeps {
   readonly logger: Logger;
   /** Serve Prometheus metrics at /metrics. */
   readonly exposeMetrics: boolean;
+  /** The admin API, when an admin token is configured. */
+  readonly admin?: { readonly admin: CacheAdmin; readonly token: string; readonly gcGraceMs: number } | undefined;
 }
 
 /** Tokens from our token endpoint live this long; clients fetch a new one on a 401. */
@@ -83,6 +87,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.get('/readyz', status.ready);
   app.get('/', status.page);
   app.get('/_pullthrough/status', status.json);
+  if (deps.admin) app.use('/_pullthrough/admin', createAdminRouter(deps.admin.admin, deps.admin.token, deps.admin.gcGraceMs));
   if (deps.exposeMetrics) {
     app.get('/metrics', async (_req, res) => {
       labels(res).kind = 'metrics';

@@ -5,7 +5,7 @@ import type { Credentials } from '../config/credentials.js';
 
 /** What the access log and metrics learn about a request from its route. */
 export interface RequestLabels {
-  kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'token' | 'other';
+  kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'token' | 'admin' | 'other';
   source?: Source;
   result?: LookupResult;
   /** Body bytes handed to the connection so far (manifests and blobs). */

@@ -47,6 +47,7 @@ export async function startPullthrough(options: {
   storageRoot?: string;
   cache?: Record<string, string>;
   storage?: Record<string, string | number>;
+  admin?: { token?: string; tokenFile?: string };
   now?: () => number;
   captureRequests?: boolean;
   tls?: { cert: string; key: string };
@@ -74,6 +75,7 @@ export async function startPullthrough(options: {
       ...(options.cache && { cache: options.cache }),
       ...(options.tls && { tls: options.tls }),
       ...(options.offline !== undefined && { offline: options.offline }),
+      ...(options.admin && { admin: options.admin }),
     },
     {},
     'test',
