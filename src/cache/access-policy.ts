@@ -47,8 +47,29 @@ export function createAccessPolicy(
   const MAX_DECISIONS = 50_000;
   const key = (link: RepositoryRecord, credentials: Credentials) => `${link.upstream}\0${link.repository}\0${credentials.id}`;
 
+  // A yes to "public?" does not turn into a no, so it is remembered and the hot path skips SQLite.
+  const knownPublic = new Set<string>();
+  const MAX_KNOWN = 100_000;
+  const remember = (key: string) => {
+    if (knownPublic.size >= MAX_KNOWN) knownPublic.clear();
+    knownPublic.add(key);
+  };
+  function isPublicRepository(link: RepositoryRecord): boolean {
+    const key = `r\0${link.upstream}\0${link.repository}`;
+    if (knownPublic.has(key)) return true;
+    const isPublic = deps.index.isPublic(link);
+    if (isPublic) remember(key);
+    return isPublic;
+  }
+  function isPublicContent(digest: string): boolean {
+    if (knownPublic.has(digest)) return true;
+    const isPublic = deps.index.isPublicContent(digest);
+    if (isPublic) remember(digest);
+    return isPublic;
+  }
+
   function isOpen(link: RepositoryRecord): boolean {
-    return deps.index.isPublic(link) || options.configured(link.upstream)?.isShared === true;
+    return isPublicRepository(link) || options.configured(link.upstream)?.isShared === true;
   }
 
   function deny(link: RepositoryRecord, requester: Credentials | undefined, why: string): OciError {
@@ -90,14 +111,14 @@ export function createAccessPolicy(
       const configured = options.configured(link.upstream);
       // Configured credentials fetch for anonymous clients only what anonymous clients may read anyway
       // (their rate limit is better); otherwise the first fetch would hand private bytes to anyone.
-      return configured && (configured.isShared || deps.index.isPublic(link)) ? configured.credentials : undefined;
+      return configured && (configured.isShared || isPublicRepository(link)) ? configured.credentials : undefined;
     },
     async authorizeRepository(link, requester, probe, isOffline) {
       if (isOpen(link)) return;
       await check(link, requester, probe, isOffline, true);
     },
     async authorizeContent(link, digest, requester, probe, isOffline) {
-      if (deps.index.isPublicContent(digest)) return;
+      if (isPublicContent(digest)) return;
       if (deps.index.isLinked(link, digest)) {
         if (isOpen(link)) return;
         await check(link, requester, probe, isOffline, true);

@@ -41,7 +41,7 @@ const LOCAL_DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES',
 class BlobFill implements FillProgress {
   writer!: BlobWriter;
   size: number | undefined;
-  state: 'filling' | 'committed' | 'failed' = 'filling';
+  state: 'filling' | 'verified' | 'committed' | 'failed' = 'filling';
   error: Error | undefined;
   readonly done: Promise<void>;
   readonly ready: Promise<void>;
@@ -98,7 +98,11 @@ export function createBlobFills(
           fill.size = response.size;
           markReady();
           await pipeline(response.body, fill.writer, { signal });
-          const size = await fill.writer.commit(digest, response.size);
+          const size = await fill.writer.check(digest, response.size);
+          // Verified: clients get their last byte now, while the file is fsynced and renamed.
+          fill.state = 'verified';
+          fill.notify();
+          await fill.writer.persist(digest);
           deps.index.putContent({ digest: digest.value, size, mediaType: null, kind: 'blob' }, link);
           fill.state = 'committed';
           result = 'committed';

@@ -6,7 +6,8 @@ export interface FillProgress {
   readonly writer: BlobWriter;
   /** Expected total size, when the upstream sent Content-Length. */
   readonly size: number | undefined;
-  readonly state: 'filling' | 'committed' | 'failed';
+  /** `verified`: every byte is on disk and matches the digest; the file is being made durable. */
+  readonly state: 'filling' | 'verified' | 'committed' | 'failed';
   readonly error: Error | undefined;
   /** Calls `listener` once, at the next write, commit or failure. */
   onChange(listener: () => void): void;
@@ -54,7 +55,7 @@ export class FillReader extends Readable {
   #limit(): number {
     const { writer, size, state } = this.#fill;
     const end = this.#end ?? Infinity;
-    if (state === 'committed') return Math.min(writer.written, end);
+    if (state === 'verified' || state === 'committed') return Math.min(writer.written, end);
     const holdBack = Math.min(writer.written, (size ?? writer.written) - 1);
     return Math.min(holdBack, end);
   }
@@ -71,7 +72,7 @@ export class FillReader extends Readable {
           return;
         }
         const limit = this.#limit();
-        const finished = state === 'committed' && this.#position >= Math.min(writer.written, this.#end ?? Infinity);
+        const finished = (state === 'verified' || state === 'committed') && this.#position >= Math.min(writer.written, this.#end ?? Infinity);
         if (finished || (this.#end !== undefined && this.#position >= this.#end)) {
           this.push(null);
           this.#release();

@@ -9,7 +9,8 @@ import type { Config } from '../config/config.js';
 import { createBlobStore } from '../storage/blob-store.js';
 import { createMetadataIndex } from '../storage/metadata-index.js';
 import { IMAGE_OPTIONS, platformChoice, pullImages, readImageList, UsageError } from './preload.js';
-import { formatBytes, type CommandIo } from './progress.js';
+import { formatBytes } from '../config/units.js';
+import type { CommandIo } from './progress.js';
 
 /** `pullthrough export IMAGE… -o FILE [--file F] [--platform P,…|--all-platforms] [--via URL]` */
 export async function runExport(argv: readonly string[], config: Config, io: CommandIo, arch: string): Promise<number> {

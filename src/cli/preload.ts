@@ -5,7 +5,8 @@ import { hostPlatform, parsePlatform, walkImage, type PlatformChoice, type Walke
 import type { Config } from '../config/config.js';
 import { formatImageReference, parseImageReference, type ImageReference } from '../oci/image-reference.js';
 import { createMetadataIndex } from '../storage/metadata-index.js';
-import { formatBytes, progressLine, type CommandIo } from './progress.js';
+import { formatBytes } from '../config/units.js';
+import { progressLine, type CommandIo } from './progress.js';
 import { openServer } from './server-handle.js';
 
 /** Options every image-walking command shares: images, platforms, where to pull through. */

@@ -1,3 +1,5 @@
+import { formatBytes } from '../config/units.js';
+
 /** Where a command writes: the process edge passes stdout/stderr in, so commands never touch `process`. */
 export interface CommandIo {
   readonly out: NodeJS.WritableStream;
@@ -8,16 +10,6 @@ export interface CommandIo {
   readonly now: () => number;
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
 
 const WIDTH = 24;
 

@@ -11,7 +11,8 @@ import { createBlobStore } from '../storage/blob-store.js';
 import { createManifestCache } from '../storage/manifest-cache.js';
 import { createMetadataIndex } from '../storage/metadata-index.js';
 import { UsageError } from './preload.js';
-import { formatBytes, type CommandIo } from './progress.js';
+import { formatBytes } from '../config/units.js';
+import type { CommandIo } from './progress.js';
 
 /** Opens this config's storage beside a server that may be running on it (tmp/ is left alone). */
 async function withAdmin<T>(config: Config, io: CommandIo, work: (admin: CacheAdmin) => Promise<T>): Promise<T> {

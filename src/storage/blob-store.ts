@@ -76,7 +76,9 @@ export function createBlobStore(options: { root: string }): BlobStore {
       }
     },
     createReadStream(digest, range) {
-      return createReadStream(pathFor(digest), range ? { start: range.start, end: range.end } : {});
+      // 256 KiB reads: a quarter of the syscalls of the default 64 KiB, still little memory per client.
+      const highWaterMark = 256 * 1024;
+      return createReadStream(pathFor(digest), range ? { start: range.start, end: range.end, highWaterMark } : { highWaterMark });
     },
     readAll(digest) {
       return readFile(pathFor(digest));

@@ -14,14 +14,15 @@ export class BlobWriter extends Writable {
   readonly #temp: TempFile;
   readonly #digester: Hash;
   readonly #algorithm: Digest['algorithm'];
+  #digest: string | undefined;
   readonly #onProgress: () => void;
   #written = 0;
   #refs = 1;
   #closed = false;
 
   private constructor(store: BlobStore, temp: TempFile, digest: Pick<Digest, 'algorithm'>, onProgress: () => void) {
-    // One upstream chunk at a time is all we keep in memory.
-    super({ highWaterMark: 1 });
+    // Up to 1 MiB of upstream chunks may queue while a write is in flight; they are written together.
+    super({ highWaterMark: 1024 * 1024 });
     this.#store = store;
     this.#temp = temp;
     this.#digester = createDigester(digest.algorithm);
@@ -40,10 +41,24 @@ export class BlobWriter extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#temp.handle.write(chunk, 0, chunk.length, this.#written).then(
-      () => {
-        this.#digester.update(chunk);
-        this.#written += chunk.length;
+    this.#append([chunk], callback);
+  }
+
+  /** Chunks that queued up while a write was in flight go to disk in one call. */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.#append(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  #append(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+    const length = chunks.reduce((sum, c) => sum + c.length, 0);
+    this.#temp.handle.writev(chunks, this.#written).then(
+      ({ bytesWritten }) => {
+        if (bytesWritten !== length) return callback(new Error(`short write: ${bytesWritten} of ${length} bytes`));
+        for (const chunk of chunks) this.#digester.update(chunk);
+        this.#written += length;
         this.#onProgress();
         callback();
       },
@@ -63,9 +78,37 @@ export class BlobWriter extends Writable {
    * size, with the file fsynced. Call once.
    */
   async seal(): Promise<{ digest: string; size: number }> {
-    const digest = `${this.#algorithm}:${this.#digester.digest('hex')}`;
+    const digest = this.#finalDigest();
     await this.#temp.handle.sync();
     return { digest, size: this.#written };
+  }
+
+  #finalDigest(): string {
+    this.#digest ??= `${this.#algorithm}:${this.#digester.digest('hex')}`;
+    return this.#digest;
+  }
+
+  /**
+   * Checks size and digest of what was written, without touching the disk: the fill's clients may
+   * have their last byte as soon as this passes, while the file is made durable.
+   * @throws DigestMismatchError (after discarding the file) when the content is not `digest`.
+   */
+  async check(digest: Digest, expectedSize: number | undefined): Promise<number> {
+    const actual = this.#finalDigest();
+    if (expectedSize !== undefined && expectedSize !== this.#written) {
+      await this.discard();
+      throw new DigestMismatchError(digest.value, actual, `size mismatch for ${digest.value}: expected ${expectedSize} bytes, got ${this.#written}`);
+    }
+    if (actual !== digest.value) {
+      await this.discard();
+      throw new DigestMismatchError(digest.value, actual);
+    }
+    return this.#written;
+  }
+
+  /** After {@link check}: fsyncs and renames the file into place, the commit point. */
+  async persist(digest: Digest): Promise<void> {
+    await this.#store.commit(this.#temp, digest);
   }
 
   /** The temp file's path, for callers that commit it later ({@link BlobStore.adopt}). */
@@ -78,25 +121,8 @@ export class BlobWriter extends Writable {
    * @throws DigestMismatchError (after discarding the file) when the content is not `digest`.
    */
   async verify(digest: Digest, expectedSize: number | undefined): Promise<number> {
-    const { digest: actual, size } = await this.seal();
-    if (expectedSize !== undefined && expectedSize !== size) {
-      await this.discard();
-      throw new DigestMismatchError(digest.value, actual, `size mismatch for ${digest.value}: expected ${expectedSize} bytes, got ${size}`);
-    }
-    if (actual !== digest.value) {
-      await this.discard();
-      throw new DigestMismatchError(digest.value, actual);
-    }
-    return size;
-  }
-
-  /**
-   * Verifies, then renames the file into place: the commit point.
-   * @throws DigestMismatchError as {@link verify} does.
-   */
-  async commit(digest: Digest, expectedSize: number | undefined): Promise<number> {
-    const size = await this.verify(digest, expectedSize);
-    await this.#store.commit(this.#temp, digest);
+    const size = await this.check(digest, expectedSize);
+    await this.#temp.handle.sync();
     return size;
   }
 

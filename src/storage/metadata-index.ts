@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { SCHEMA_V1, SCHEMA_VERSION } from './index-schema.js';
 
 /** A committed file: a blob or a manifest (they share the content-addressed tree). */
 export interface ContentRecord {
@@ -82,56 +83,6 @@ export interface MetadataIndex {
   ping(): void;
   close(): void;
 }
-
-const SCHEMA_VERSION = 1;
-
-const SCHEMA_V1 = `
-CREATE TABLE content (
-  digest TEXT PRIMARY KEY,
-  size INTEGER NOT NULL,
-  media_type TEXT,
-  kind TEXT NOT NULL CHECK (kind IN ('blob', 'manifest')),
-  created_at INTEGER NOT NULL,
-  last_access_at INTEGER NOT NULL
-) STRICT;
-CREATE TABLE manifest_references (
-  manifest TEXT NOT NULL REFERENCES content(digest) ON DELETE CASCADE,
-  child TEXT NOT NULL,
-  PRIMARY KEY (manifest, child)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX manifest_references_child ON manifest_references(child);
-CREATE TABLE repository_content (
-  upstream TEXT NOT NULL,
-  repository TEXT NOT NULL,
-  digest TEXT NOT NULL REFERENCES content(digest) ON DELETE CASCADE,
-  PRIMARY KEY (upstream, repository, digest)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX repository_content_digest ON repository_content(digest);
-CREATE TABLE public_repositories (
-  upstream TEXT NOT NULL,
-  repository TEXT NOT NULL,
-  proven_at INTEGER NOT NULL,
-  PRIMARY KEY (upstream, repository)
-) STRICT, WITHOUT ROWID;
-CREATE TABLE pins (
-  upstream TEXT NOT NULL,
-  repository TEXT NOT NULL,
-  reference TEXT NOT NULL,
-  pinned_at INTEGER NOT NULL,
-  PRIMARY KEY (upstream, repository, reference)
-) STRICT, WITHOUT ROWID;
-CREATE TABLE tags (
-  upstream TEXT NOT NULL,
-  repository TEXT NOT NULL,
-  tag TEXT NOT NULL,
-  digest TEXT NOT NULL REFERENCES content(digest) ON DELETE CASCADE,
-  media_type TEXT NOT NULL,
-  checked_at INTEGER NOT NULL,
-  pulls INTEGER NOT NULL DEFAULT 0,
-  last_pulled_at INTEGER,
-  PRIMARY KEY (upstream, repository, tag)
-) STRICT, WITHOUT ROWID;
-`;
 
 /**
  * Opens (creating or migrating) the index at `path`, or an in-memory one for `:memory:`.

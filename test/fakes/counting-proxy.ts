@@ -6,6 +6,8 @@ import { pipeline } from 'node:stream';
 export interface CountingProxy {
   readonly url: string;
   readonly requests: Array<{ method: string; path: string }>;
+  /** Response body bytes sent back so far. */
+  readonly bytes: () => number;
   count(method: string, pattern: RegExp): number;
   close(): Promise<void>;
 }
@@ -16,6 +18,7 @@ export interface CountingProxy {
  */
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
   const requests: Array<{ method: string; path: string }> = [];
+  let bytes = 0;
   const targetUrl = new URL(target);
   const server: Server = createServer((req, res) => {
     requests.push({ method: req.method ?? 'GET', path: new URL(req.url ?? '/', 'http://x').pathname });
@@ -23,6 +26,9 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
       { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers: { ...req.headers, host: targetUrl.host } },
       (response) => {
         res.writeHead(response.statusCode ?? 502, response.headers);
+        response.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+        });
         pipeline(response, res, () => undefined);
       },
     );
@@ -34,6 +40,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
+    bytes: () => bytes,
     count: (method, pattern) => requests.filter((r) => r.method === method && pattern.test(r.path)).length,
     async close() {
       server.closeAllConnections();

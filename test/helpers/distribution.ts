@@ -8,6 +8,8 @@ export interface Distribution {
   /** `http://127.0.0.1:port` */
   readonly url: string;
   readonly port: number;
+  /** The registry process, for resource readings. */
+  readonly pid: number | undefined;
   /** For token auth: send this Authorization when pushing (a token with push rights). */
   setPushAuthorization(value: string): void;
   push(repository: string, tag: string, image: ImageManifest | ImageIndex): Promise<void>;
@@ -23,7 +25,7 @@ export type DistributionAuth =
   | { kind: 'htpasswd'; users: Record<string, string> }
   | { kind: 'token'; realm: string; service: string; issuer: string; rootCertBundle: string };
 
-export async function startDistribution(options: { auth?: DistributionAuth; port?: number; storageDir?: string } = {}): Promise<Distribution> {
+export async function startDistribution(options: { auth?: DistributionAuth; port?: number; storageDir?: string; proxyRemoteUrl?: string } = {}): Promise<Distribution> {
   await requireBinary('docker-registry');
   const dir = await mkdtemp(path.join(tmpdir(), 'pullthrough-distribution-'));
   const port = options.port ?? (await freePort());
@@ -53,6 +55,8 @@ export async function startDistribution(options: { auth?: DistributionAuth; port
       `storage: { filesystem: { rootdirectory: ${options.storageDir ?? path.join(dir, 'data')} }, delete: { enabled: true } }`,
       `http: { addr: "127.0.0.1:${port}" }`,
       ...auth,
+      // distribution's own pull-through mode: the peer pullthrough is measured against.
+      ...(options.proxyRemoteUrl ? [`proxy: { remoteurl: "${options.proxyRemoteUrl}" }`] : []),
       '',
     ].join('\n'),
   );
@@ -85,6 +89,7 @@ export async function startDistribution(options: { auth?: DistributionAuth; port
   return {
     url,
     port,
+    pid: daemon.child.pid,
     setPushAuthorization(value) {
       pushAuthorization = value;
     },

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { tarHeader } from '../../src/bundle/tar.js';
 
 /** Test content built here, so every test knows the exact bytes and digests it expects back. */
 
@@ -39,24 +40,6 @@ export interface ImageIndex extends Blob {
 
 function blob(bytes: Buffer, mediaType: string): Blob {
   return { digest: sha256(bytes), bytes, mediaType };
-}
-
-function tarHeader(name: string, size: number): Buffer {
-  const header = Buffer.alloc(512);
-  header.write(name, 0, 100, 'utf8');
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
-  header.write(`${Math.floor(Date.UTC(2024, 0, 1) / 1000).toString(8).padStart(11, '0')}\0`, 136);
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  let sum = 0;
-  for (const byte of header) sum += byte;
-  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  return header;
 }
 
 /** A gzipped tar with one file of `size` random bytes: a real layer that containerd can unpack. */

@@ -1,21 +1,13 @@
 import type { Request, Response } from 'express';
 import type { CacheStatus, StatusReport } from '../../cache/cache-status.js';
+import { formatBytes } from '../../config/units.js';
 import type { ImageSummary } from '../../storage/metadata-index.js';
 import { labels } from '../request-context.js';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
+const bytes = formatBytes;
 
 function ago(at: number | undefined | null, now: number): string {
   if (at === undefined || at === null) return 'never';

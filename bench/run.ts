@@ -1,0 +1,259 @@
+/*
+ * npm run bench: pullthrough against the CNCF distribution registry in proxy mode (the peer),
+ * both in front of the same distribution upstream, on loopback, with generated images. Prints
+ * one table (figure, peer, pullthrough, ratio) and writes it as JSON to bench/results/.
+ * Everything is bounded in time; nothing leaves 127.0.0.1.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir, cpus, totalmem } from 'node:os';
+import path from 'node:path';
+import { startCountingProxy } from '../test/fakes/counting-proxy.js';
+import { skopeoCopy } from '../test/helpers/clients.js';
+import { startDistribution } from '../test/helpers/distribution.js';
+import { OCI, sha256, type Blob, type ImageManifest } from '../test/helpers/images.js';
+import { freePort, requireBinary, startDaemon, waitUntil, type Daemon } from '../test/helpers/processes.js';
+import { loadTest } from './load.js';
+
+const MiB = 1024 * 1024;
+const LOAD_SECONDS = Number(process.env['BENCH_LOAD_SECONDS'] ?? 10);
+const SOAK_SECONDS = Number(process.env['BENCH_SOAK_SECONDS'] ?? 60);
+const SOAK_CLIENTS = Number(process.env['BENCH_SOAK_CLIENTS'] ?? 200);
+const BIG_LAYERS = (process.env['BENCH_LAYERS_MIB'] ?? '5,50,200').split(',').map(Number);
+
+interface Row {
+  figure: string;
+  peer: number | undefined;
+  pullthrough: number;
+  unit: string;
+  /** Which way is better, for the ratio column. */
+  better: 'higher' | 'lower';
+}
+
+/** An image of incompressible layers (raw random bytes: nothing to gain from compression). */
+function rawImage(layerMiB: readonly number[]): ImageManifest {
+  return imageOf(
+    layerMiB.map((size) => {
+      const bytes = randomBytes(Math.round(size * MiB));
+      return { bytes, digest: sha256(bytes), mediaType: 'application/vnd.oci.image.layer.v1.tar' };
+    }),
+  );
+}
+
+function imageOf(layers: Blob[]): ImageManifest {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }));
+  const configBlob = { bytes: config, digest: sha256(config), mediaType: OCI.config };
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI.manifest,
+      config: { mediaType: OCI.config, digest: configBlob.digest, size: config.length },
+      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.bytes.length })),
+    }),
+  );
+  return { bytes: manifest, digest: sha256(manifest), mediaType: OCI.manifest, config: configBlob, layers, platform: { os: 'linux', architecture: 'amd64' } };
+}
+
+async function peakRssMiB(pid: number | undefined): Promise<number> {
+  if (!pid) return NaN;
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+async function rssMiB(pid: number | undefined): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const started = performance.now();
+  const value = await work();
+  return { seconds: (performance.now() - started) / 1000, value };
+}
+
+/** GETs a URL and drains it; resolves to the time to first byte and the byte count. */
+async function drain(url: string): Promise<{ ttfbMs: number; bytes: number }> {
+  const started = performance.now();
+  const response = await fetch(url);
+  if (!response.ok || !response.body) throw new Error(`${url}: ${response.status}`);
+  let ttfbMs = NaN;
+  let bytes = 0;
+  for await (const chunk of response.body) {
+    if (bytes === 0) ttfbMs = performance.now() - started;
+    bytes += chunk.length;
+  }
+  return { ttfbMs, bytes };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+async function main(): Promise<void> {
+  for (const binary of ['docker-registry', 'skopeo']) await requireBinary(binary);
+  const work = await mkdtemp(path.join(tmpdir(), 'pullthrough-bench-'));
+  const daemons: Daemon[] = [];
+  const rows: Row[] = [];
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  try {
+    log('seeding the upstream…');
+    const upstream = await startDistribution();
+    const big = rawImage(BIG_LAYERS);
+    const fresh = rawImage([Math.max(...BIG_LAYERS)]);
+    const small = rawImage([0.1, 0.05]);
+    await upstream.push('library/big', '1.0', big);
+    await upstream.push('library/fresh', '1.0', fresh);
+    await upstream.push('library/small', '1.0', small);
+    const soakBlobs = Array.from({ length: 400 }, () => randomBytes(64 * 1024)).map((bytes) => ({ bytes, digest: sha256(bytes), mediaType: 'application/vnd.oci.image.layer.v1.tar' }));
+    await upstream.push('library/soak', '1.0', imageOf(soakBlobs));
+    const counter = await startCountingProxy(upstream.url);
+
+    const peerPort = await freePort();
+    const peer = await startDistribution({ proxyRemoteUrl: counter.url, port: peerPort });
+    const startPullthrough = async (name: string, tagTtl: string) => {
+      const port = await freePort();
+      const config = path.join(work, `${name}.yaml`);
+      await mkdir(path.join(work, name), { recursive: true });
+      await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${counter.url}", default: true, tagTtl: "${tagTtl}" }\n`);
+      // As npm start, the bin and the container run it.
+      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', config]);
+      daemons.push(daemon);
+      await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, `pullthrough ${name}`);
+      return { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, pid: daemon.child.pid };
+    };
+    const pt = await startPullthrough('pullthrough', '5m');
+    const ptAlways = await startPullthrough('pullthrough-ttl0', '0');
+    const servers = { peer: { url: peer.url, host: `127.0.0.1:${peerPort}`, pid: peer.pid }, pullthrough: pt };
+    const imageBytes = big.bytes.length + big.config.bytes.length + big.layers.reduce((s, l) => s + l.bytes.length, 0);
+
+    log('1. cold pulls…');
+    const direct = await timed(() => skopeoCopy(`${upstream.url.slice(7)}/library/big:1.0`, { tlsVerify: false }));
+    await direct.value.cleanup();
+    const cold: Record<string, { seconds: number; upstreamBytes: number }> = {};
+    for (const [name, server] of Object.entries(servers)) {
+      const before = counter.bytes();
+      const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
+      await pull.value.cleanup();
+      // distribution's proxy finishes writing its copy after the client is served; give it a moment.
+      await new Promise((r) => setTimeout(r, 2_000));
+      cold[name] = { seconds: pull.seconds, upstreamBytes: counter.bytes() - before };
+    }
+    rows.push({ figure: `cold pull, ${Math.round(imageBytes / MiB)} MiB image (direct: ${direct.seconds.toFixed(2)} s), × direct`, peer: cold['peer']!.seconds / direct.seconds, pullthrough: cold['pullthrough']!.seconds / direct.seconds, unit: '×', better: 'lower' });
+    rows.push({ figure: 'upstream bytes per image byte, cold pull', peer: cold['peer']!.upstreamBytes / imageBytes, pullthrough: cold['pullthrough']!.upstreamBytes / imageBytes, unit: '×', better: 'lower' });
+
+    log('2. warm pulls…');
+    const warm: Record<string, number> = {};
+    for (const [name, server] of Object.entries(servers)) {
+      const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
+      await pull.value.cleanup();
+      warm[name] = pull.seconds;
+    }
+    rows.push({ figure: 'warm pull', peer: warm['peer']!, pullthrough: warm['pullthrough']!, unit: 's', better: 'lower' });
+
+    log('3. cached blob throughput…');
+    const biggest = big.layers.reduce((a, b) => (a.bytes.length > b.bytes.length ? a : b));
+    for (const clients of [1, 8]) {
+      const rate: Record<string, number> = {};
+      for (const [name, server] of Object.entries(servers)) {
+        const run = await timed(() => Promise.all(Array.from({ length: clients }, () => drain(`${server.url}/v2/library/big/blobs/${biggest.digest}`))));
+        rate[name] = (run.value.reduce((s, r) => s + r.bytes, 0) / MiB) / run.seconds;
+      }
+      rows.push({ figure: `cached ${Math.round(biggest.bytes.length / MiB)} MiB blob, ${clients} client${clients > 1 ? 's' : ''} (aggregate)`, peer: rate['peer']!, pullthrough: rate['pullthrough']!, unit: 'MiB/s', better: 'higher' });
+    }
+
+    log('4. manifest GETs per second…');
+    await fetch(`${ptAlways.url}/v2/library/small/manifests/1.0`);
+    const accept = { accept: OCI.manifest };
+    // Each measurement gets a short warm-up of its own (JIT, caches) and a pause after the last
+    // one, so no server is measured while another is still working off a backlog.
+    const measure = async (url: string) => {
+      await loadTest(url, { connections: 8, seconds: 2, headers: accept });
+      await new Promise((r) => setTimeout(r, 1_000));
+      return loadTest(url, { connections: 32, seconds: LOAD_SECONDS, headers: accept });
+    };
+    const byTag = { pt: await measure(`${pt.url}/v2/library/small/manifests/1.0`), peer: await measure(`${peer.url}/v2/library/small/manifests/1.0`) };
+    const tagTtl0 = await measure(`${ptAlways.url}/v2/library/small/manifests/1.0`);
+    const byDigest = { pt: await measure(`${pt.url}/v2/library/small/manifests/${small.digest}`), peer: await measure(`${peer.url}/v2/library/small/manifests/${small.digest}`) };
+    rows.push({ figure: `manifest by tag, inside tagTtl (${byTag.pt.tool}, 32 conn.)`, peer: byTag.peer.requestsPerSecond, pullthrough: byTag.pt.requestsPerSecond, unit: 'req/s', better: 'higher' });
+    rows.push({ figure: 'manifest by tag, tagTtl: 0 (a HEAD upstream each)', peer: byTag.peer.requestsPerSecond, pullthrough: tagTtl0.requestsPerSecond, unit: 'req/s', better: 'higher' });
+    rows.push({ figure: 'manifest by digest', peer: byDigest.peer.requestsPerSecond, pullthrough: byDigest.pt.requestsPerSecond, unit: 'req/s', better: 'higher' });
+    rows.push({ figure: 'manifest by tag, p99 latency', peer: byTag.peer.p99Ms, pullthrough: byTag.pt.p99Ms, unit: 'ms', better: 'lower' });
+
+    log('5. ten concurrent misses of one uncached blob…');
+    const layer = fresh.layers[0]!;
+    for (const [name, server] of Object.entries(servers)) {
+      const before = counter.count('GET', new RegExp(layer.digest));
+      const results = await Promise.all(Array.from({ length: 10 }, () => drain(`${server.url}/v2/library/fresh/blobs/${layer.digest}`)));
+      if (results.some((r) => r.bytes !== layer.bytes.length)) throw new Error(`${name}: a client got a short blob`);
+      const fetches = counter.count('GET', new RegExp(layer.digest)) - before;
+      const ttfb = results.map((r) => r.ttfbMs);
+      const row = rows.find((r) => r.figure.startsWith('10 concurrent misses: upstream fetches'));
+      if (row) row.pullthrough = fetches;
+      else rows.push({ figure: '10 concurrent misses: upstream fetches', peer: fetches, pullthrough: NaN, unit: '', better: 'lower' });
+      const ttfbRow = rows.find((r) => r.figure.startsWith('10 concurrent misses: slowest time to first byte'));
+      if (ttfbRow) ttfbRow.pullthrough = Math.max(...ttfb);
+      else rows.push({ figure: '10 concurrent misses: slowest time to first byte', peer: Math.max(...ttfb), pullthrough: NaN, unit: 'ms', better: 'lower' });
+    }
+
+    log('6. peak memory…');
+    rows.push({ figure: 'peak RSS so far', peer: await peakRssMiB(peer.pid), pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
+
+    log(`7. soak: ${SOAK_CLIENTS} clients for ${SOAK_SECONDS} s through pullthrough…`);
+    const rssStart = await rssMiB(pt.pid);
+    const deadline = Date.now() + SOAK_SECONDS * 1000;
+    const latencies: number[] = [];
+    let errors = 0;
+    let next = 0;
+    const targets = [
+      `${pt.url}/v2/library/small/manifests/1.0`,
+      `${pt.url}/v2/library/big/manifests/${big.digest}`,
+      `${pt.url}/v2/library/small/blobs/${small.layers[0]!.digest}`,
+      `${pt.url}/v2/library/big/blobs/${big.layers[0]!.digest}`,
+    ];
+    await Promise.all(
+      Array.from({ length: SOAK_CLIENTS }, async (_, client) => {
+        for (let i = 0; Date.now() < deadline; i++) {
+          // One request in ten is a blob nobody has asked for yet: a miss.
+          const url = (client + i) % 10 === 0 && next < soakBlobs.length ? `${pt.url}/v2/library/soak/blobs/${soakBlobs[next++]!.digest}` : targets[(client + i) % targets.length]!;
+          const started = performance.now();
+          try {
+            await drain(url);
+            latencies.push(performance.now() - started);
+          } catch {
+            errors += 1;
+          }
+        }
+      }),
+    );
+    const rssEnd = await rssMiB(pt.pid);
+    rows.push({ figure: `soak: requests (${SOAK_CLIENTS} clients, ${SOAK_SECONDS} s)`, peer: undefined, pullthrough: latencies.length, unit: '', better: 'higher' });
+    rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: '', better: 'lower' });
+    rows.push({ figure: 'soak: p50 / p99 latency', peer: undefined, pullthrough: percentile(latencies, 50), unit: `ms / ${percentile(latencies, 99).toFixed(1)} ms`, better: 'lower' });
+    rows.push({ figure: 'soak: RSS at start → end', peer: undefined, pullthrough: rssEnd, unit: `MiB (from ${rssStart.toFixed(0)})`, better: 'lower' });
+    rows.push({ figure: 'peak RSS over the run', peer: await peakRssMiB(peer.pid), pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
+
+    const fmt = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '–' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+    const ratio = (r: Row) => (r.peer === undefined || r.peer === 0 || Number.isNaN(r.peer) ? '–' : `${(r.better === 'higher' ? r.pullthrough / r.peer : r.peer / r.pullthrough).toFixed(2)}x`);
+    const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+    const table = [
+      `machine: ${machine}`,
+      '',
+      '| figure | peer (distribution proxy) | pullthrough | pullthrough better by |',
+      '| --- | ---: | ---: | ---: |',
+      ...rows.map((r) => `| ${r.figure} | ${fmt(r.peer)} | ${fmt(r.pullthrough)} ${r.unit} | ${ratio(r)} |`),
+    ].join('\n');
+    process.stdout.write(`${table}\n`);
+    const file = path.join('bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    await writeFile(file, JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2));
+    log(`written to ${file}`);
+    await peer.stop();
+    await upstream.stop();
+    await counter.close();
+  } finally {
+    await Promise.all(daemons.map((d) => d.stop()));
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
