@@ -53,17 +53,38 @@ export class BlobWriter extends Writable {
   }
 
   #append(chunks: Buffer[], callback: (error?: Error | null) => void): void {
-    const length = chunks.reduce((sum, c) => sum + c.length, 0);
-    this.#temp.handle.writev(chunks, this.#written).then(
-      ({ bytesWritten }) => {
-        if (bytesWritten !== length) return callback(new Error(`short write: ${bytesWritten} of ${length} bytes`));
-        for (const chunk of chunks) this.#digester.update(chunk);
-        this.#written += length;
+    this.#writeAll(chunks).then(
+      () => {
+        for (const chunk of chunks) {
+          this.#digester.update(chunk);
+          this.#written += chunk.length;
+        }
         this.#onProgress();
         callback();
       },
       (err: Error) => callback(err),
     );
+  }
+
+  /** A short write is legal (a nearly full disk): write the rest, which then fails with the real error (ENOSPC). */
+  async #writeAll(chunks: Buffer[]): Promise<void> {
+    let position = this.#written;
+    let pending = chunks;
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.#temp.handle.writev(pending, position);
+      position += bytesWritten;
+      let skip = bytesWritten;
+      const rest: Buffer[] = [];
+      for (const chunk of pending) {
+        if (skip >= chunk.length) skip -= chunk.length;
+        else {
+          rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+          skip = 0;
+        }
+      }
+      if (bytesWritten === 0 && rest.length > 0) throw Object.assign(new Error('the disk accepted no more bytes'), { code: 'ENOSPC' });
+      pending = rest;
+    }
   }
 
   /** Reads up to `length` bytes at `position` from the file as written so far. */

@@ -8,7 +8,8 @@ import { parseConfig } from '../../src/config/load-config.js';
 import { createSilentLogger } from '../../src/logger.js';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
 import { blobsOf, makeImage } from '../helpers/images.js';
-import { startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
+import { waitUntil } from '../helpers/processes.js';
+import { metricValue, startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
 
 const TOKEN = 'admin-token-0123456789';
 
@@ -68,6 +69,8 @@ describe('admin API', () => {
     });
     assert.ok((again.body as Buffer).equals(layer.bytes));
     assert.equal(upstream.count('GET', `/v2/library/app/blobs/${layer.digest}`), 2);
+    // A client has its last byte once the digest checks out; the index row follows the fsync.
+    await waitUntil(async () => (await metricValue(cache.url, 'pullthrough_fills_in_flight')) === 0, 'the fill to commit');
   });
 
   it('removes an image and what only it used', async () => {
