@@ -51,11 +51,11 @@ export function createManifestLookup(
   const revalidations = new SingleFlight<string | undefined>();
   const notFoundTags = new NotFoundCache(deps.now);
 
-  function answer(kind: 'tag' | 'manifest', manifest: CachedManifest, lookup: LookupResult, warning?: string): ManifestResult {
+  function answer(upstream: string, kind: 'tag' | 'manifest', manifest: CachedManifest, lookup: LookupResult, warning?: string): ManifestResult {
     metrics.cacheLookups.inc({ kind, result: lookup });
     index.recordAccess(manifest.digest);
     const source = lookup === 'miss' || lookup === 'joined' ? 'upstream' : 'cache';
-    return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, bytes: manifest.bytes, source, result: lookup, staleWarning: warning };
+    return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, bytes: manifest.bytes, source, result: lookup, upstream, staleWarning: warning };
   }
 
   /** GETs from upstream with `credentials`; concurrent identical requests with the same credentials share one. */
@@ -84,18 +84,18 @@ export function createManifestLookup(
     if (cached && local) {
       await access.authorizeRepository(link, requester, probe(route.upstream, link.repository, tag), isOffline);
       const now = deps.now();
-      if (isOffline || isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag))) return answer('tag', local, 'hit');
+      if (isOffline || isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag))) return answer(link.upstream, 'tag', local, 'hit');
       try {
         const key = `${tagKey}|${credentials?.id ?? ''}`;
         const current = await revalidations.run(key, async () => (await route.upstream.headManifest(link.repository, tag, { accept: MANIFEST_MEDIA_TYPES, credentials })).digest).promise;
         if (current === cached.digest) {
           index.touchTag(link, tag, now);
-          return answer('tag', local, 'revalidated');
+          return answer(link.upstream, 'tag', local, 'revalidated');
         }
       } catch (err) {
         if (isUpstreamOutage(err)) {
           deps.logger.warn({ upstream: link.upstream, repository: link.repository, tag, err: err.message }, 'serving cached tag: upstream could not revalidate it');
-          return answer('tag', local, 'stale', staleWarning(err));
+          return answer(link.upstream, 'tag', local, 'stale', staleWarning(err));
         }
         if (err instanceof UpstreamError && err.isNotFound) {
           index.deleteTag(link, tag);
@@ -116,14 +116,14 @@ export function createManifestLookup(
         // The client cannot take what the tag points at for everyone else: ask on its terms, but
         // keep the tag mapping that serves the other clients.
         const own = await fill(route.upstream, link, tag, accept, credentials);
-        return answer('tag', own.manifest, own.lookup);
+        return answer(link.upstream, 'tag', own.manifest, own.lookup);
       }
     } catch (err) {
       if (err instanceof UpstreamError && err.isNotFound) notFoundTags.add(tagKey, options.notFoundTtlMs(link.upstream));
       throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
     }
     index.putTag(link, tag, { digest: fetched.manifest.digest, mediaType: fetched.manifest.mediaType, checkedAt: deps.now() });
-    return answer('tag', fetched.manifest, fetched.lookup);
+    return answer(link.upstream, 'tag', fetched.manifest, fetched.lookup);
   }
 
   async function byDigest(route: Route, digest: Digest, accept: readonly string[], requester: Credentials | undefined): Promise<ManifestResult> {
@@ -132,12 +132,12 @@ export function createManifestLookup(
     const local = await deps.manifests.local(digest.value);
     if (local) {
       await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value), isOffline);
-      return answer('manifest', local, 'hit');
+      return answer(link.upstream, 'manifest', local, 'hit');
     }
     if (isOffline) throw offlineMiss(metrics, 'MANIFEST_UNKNOWN', `manifest ${digest.value}`, link.upstream);
     try {
       const fetched = await fill(route.upstream, link, digest.value, fillAccept(accept), access.upstreamCredentials(link, requester), digest);
-      return answer('manifest', fetched.manifest, fetched.lookup);
+      return answer(link.upstream, 'manifest', fetched.manifest, fetched.lookup);
     } catch (err) {
       throw notFound(err, 'MANIFEST_UNKNOWN', `manifest ${digest.value} of ${route.repository}`);
     }

@@ -22,6 +22,8 @@ export interface ManifestResult {
   readonly bytes: Buffer | undefined;
   readonly source: Source;
   readonly result: LookupResult;
+  /** The upstream host the request was routed to. */
+  readonly upstream: string;
   /** Set when a cached answer is served because the upstream could not revalidate it. */
   readonly staleWarning?: string | undefined;
 }
@@ -32,6 +34,7 @@ export interface BlobResult {
   readonly size: number | undefined;
   readonly source: Source;
   readonly result: LookupResult;
+  readonly upstream: string;
   /** Opens the bytes (all, or one range); the caller owns the stream. Absent for HEAD. */
   readonly open: ((range?: ByteRange) => Readable) | undefined;
 }

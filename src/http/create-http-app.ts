@@ -39,7 +39,7 @@ function accessLog(logger: Logger, metrics: Metrics) {
   return (req: Request, res: Response, next: NextFunction) => {
     const started = performance.now();
     res.once('close', () => {
-      const { kind, source, sentBytes = 0, expectedBytes } = labels(res);
+      const { kind, source, upstream, sentBytes = 0, expectedBytes } = labels(res);
       const seconds = (performance.now() - started) / 1000;
       const isComplete = res.writableFinished || (expectedBytes !== undefined && sentBytes === expectedBytes);
       // 499: the connection ended before the response did (client gone, or cut on purpose).
@@ -58,6 +58,7 @@ function accessLog(logger: Logger, metrics: Metrics) {
           kind,
           result,
           source,
+          upstream,
           userAgent: req.headers['user-agent'],
         },
         'request',

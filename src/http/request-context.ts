@@ -8,6 +8,8 @@ export interface RequestLabels {
   kind: 'base' | 'manifest' | 'blob' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'token' | 'admin' | 'other';
   source?: Source;
   result?: LookupResult;
+  /** The upstream host the request was routed to. */
+  upstream?: string;
   /** Body bytes handed to the connection so far (manifests and blobs). */
   sentBytes?: number;
   /** The body's declared length, when it has one. */

@@ -69,6 +69,7 @@ describe('metrics, readiness and the status page', () => {
     assert.equal(line?.method, 'GET');
     assert.equal(line?.status, 200);
     assert.equal((line as unknown as { result: string }).result, 'hit');
+    assert.equal((line as unknown as { upstream: string }).upstream, 'docker.io');
     assert.ok(!JSON.stringify(cache.requests).includes('secret-password'));
     assert.ok(!JSON.stringify(cache.requests).includes(basic.slice(6)));
   });

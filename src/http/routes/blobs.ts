@@ -18,7 +18,7 @@ export function createBlobHandler(registry: Registry, logger: Logger) {
     const params = req.params as Record<string, string>;
     const digest = parseDigest(params['1'] ?? '');
     const blob = await registry.getBlob(repositoryRequest(req, params['0'] ?? ''), digest, { method: req.method, credentials: requesterCredentials(res) });
-    Object.assign(labels(res), { source: blob.source, result: blob.result });
+    Object.assign(labels(res), { source: blob.source, result: blob.result, upstream: blob.upstream });
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('docker-content-digest', blob.digest);
     res.setHeader('etag', `"${blob.digest}"`);

@@ -19,7 +19,7 @@ export function createManifestHandler(registry: Registry) {
       accept: parseAccept(req.headersDistinct['accept']),
       credentials: requesterCredentials(res),
     });
-    Object.assign(labels(res), { source: manifest.source, result: manifest.result });
+    Object.assign(labels(res), { source: manifest.source, result: manifest.result, upstream: manifest.upstream });
     // Every client needs these three exactly: without Content-Type containerd and docker
     // misread or refuse the manifest (see shared/CLIENTS.md).
     res.setHeader('content-type', manifest.mediaType);
