@@ -1,6 +1,8 @@
 import type { Metrics } from '../metrics.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { ImageSummary, MetadataIndex } from '../storage/metadata-index.js';
+
+export type { ImageSummary };
 import type { UpstreamHealth } from '../upstream/upstream-client.js';
 import type { UpstreamRouter } from '../upstream/upstream-router.js';
 

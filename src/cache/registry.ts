@@ -4,6 +4,8 @@ import type { Digest } from '../oci/digest.js';
 import type { ManifestReference, RepositoryRequest } from '../oci/reference.js';
 import type { ByteRange } from '../storage/blob-store.js';
 
+export type { ByteRange };
+
 /** Where an answer came from, for metrics and logs. */
 export type Source = 'cache' | 'upstream';
 

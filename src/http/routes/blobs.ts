@@ -1,10 +1,9 @@
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
-import type { Registry } from '../../cache/registry.js';
+import type { ByteRange, Registry } from '../../cache/registry.js';
 import type { Logger } from '../../logger.js';
 import { parseDigest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
-import type { ByteRange } from '../../storage/blob-store.js';
 import { parseRange } from '../range.js';
 import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
 

@@ -1,7 +1,6 @@
 import type { Request, Response } from 'express';
-import type { CacheStatus, StatusReport } from '../../cache/cache-status.js';
+import type { CacheStatus, ImageSummary, StatusReport } from '../../cache/cache-status.js';
 import { formatBytes } from '../../config/units.js';
-import type { ImageSummary } from '../../storage/metadata-index.js';
 import { labels } from '../request-context.js';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
