@@ -82,8 +82,9 @@ export function createCacheAdmin(deps: { index: MetadataIndex; store: BlobStore;
       index.unpin(link, root);
       // Content goes only when nothing else needs it: every other root, tag and pin keeps its tree.
       const inputs = index.evictionInputs();
-      const stillTagged = index.listTagsDetailed().some((t) => t.digest === root);
-      const keep = new Set([...inputs.pinned, ...index.listTagsDetailed().map((t) => t.digest), ...rootsExcept(inputs, root)]);
+      const tagged = index.listTagsDetailed().map((t) => t.digest);
+      const stillTagged = tagged.includes(root);
+      const keep = new Set([...inputs.pinned, ...tagged, ...rootsExcept(inputs, root)]);
       keep.delete(root);
       const victims = stillTagged || inputs.pinned.has(root) ? [] : planEviction({ ...inputs, pinned: keep, targetBytes: 0 });
       const bytes = await deps.keeper.remove(victims);

@@ -48,8 +48,10 @@ export function createStorageKeeper(options: StorageKeeperOptions, deps: { index
   }
 
   async function evict(): Promise<{ objects: number; bytes: number }> {
+    // Unbounded (the default): not even the size query, which runs every few seconds otherwise.
+    if (options.maxBytes === 0) return { objects: 0, bytes: 0 };
     const { bytes: total } = deps.index.stats();
-    if (options.maxBytes === 0 || total <= options.maxBytes * options.highWatermark) return { objects: 0, bytes: 0 };
+    if (total <= options.maxBytes * options.highWatermark) return { objects: 0, bytes: 0 };
     deps.index.flushAccess();
     const inputs = deps.index.evictionInputs();
     const victims = planEviction({ ...inputs, targetBytes: Math.floor(options.maxBytes * options.lowWatermark) });

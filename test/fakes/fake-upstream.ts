@@ -16,7 +16,9 @@ export type Fault =
   | { type: 'gate'; beforeBytes: number; release: Promise<void>; noLength?: boolean }
   | { type: 'redirect'; location: string }
   /** No Content-Length: a chunked body. */
-  | { type: 'no-length' };
+  | { type: 'no-length' }
+  /** Waits before answering (HEAD included), so concurrent requests truly overlap. */
+  | { type: 'delay'; ms: number };
 
 export interface RecordedRequest {
   readonly method: string;
@@ -140,6 +142,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     const key = kind === 'manifests' ? (reference.includes(':') ? `${repository}@${reference}` : `${repository}:${reference}`) : reference;
     const fault = faults.get(kind === 'manifests' && !reference.includes(':') ? `${repository}:${reference}` : reference);
+    if (fault?.type === 'delay') await sleep(fault.ms);
     if (fault?.type === 'status') return sendError(res, fault.status, `STATUS_${fault.status}`, fault.headers);
     if (fault?.type === 'redirect') return void res.writeHead(307, { location: fault.location }).end();
     const content = kind === 'manifests' ? manifests.get(key) : blobs.get(reference);

@@ -38,6 +38,7 @@ export interface UpstreamSpec {
   notFoundTtl?: string;
   offline?: boolean;
   breaker?: { failures?: number; openFor?: string };
+  credentials?: { username?: string; password?: string; passwordFile?: string; dockerConfig?: string; shared?: boolean };
   timeouts?: Record<string, string>;
 }
 

@@ -6,7 +6,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
 import { makeImage } from '../helpers/images.js';
-import { startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
+import { startPullthrough, type RunningPullthrough, type UpstreamSpec } from '../helpers/pullthrough.js';
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 const decode = (header: string | string[] | undefined) => (typeof header === 'string' ? Buffer.from(header.replace(/^Basic /, ''), 'base64').toString() : undefined);
@@ -34,8 +34,8 @@ describe('upstream credentials: configured, shared, forwarded', () => {
     upstream.requests.length = 0;
   });
 
-  const start = (credentials?: Record<string, unknown>) =>
-    startPullthrough({ upstreams: [{ host: 'registry.example', url: upstream.url, default: true, ...(credentials && { credentials }) } as never] }).then((c) => (cache = c));
+  const start = (credentials?: UpstreamSpec['credentials']) =>
+    startPullthrough({ upstreams: [{ host: 'registry.example', url: upstream.url, default: true, ...(credentials && { credentials }) }] }).then((c) => (cache = c));
 
   it('keeps content fetched with unshared configured credentials from anonymous clients', async () => {
     await start({ username: 'robot', passwordFile: path.join(dir, 'password') });
@@ -50,7 +50,7 @@ describe('upstream credentials: configured, shared, forwarded', () => {
     const hub = await startFakeUpstream({ bearer: true });
     hub.addImage('library/nginx', '1.27', publicImage);
     try {
-      cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: hub.url, default: true, credentials: { username: 'robot', password: 'robot-secret' } } as never] });
+      cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: hub.url, default: true, credentials: { username: 'robot', password: 'robot-secret' } }] });
       await request(cache.url).get('/v2/library/nginx/manifests/1.27').expect(200);
       await request(cache.url).get(`/v2/library/nginx/blobs/${publicImage.layers[0]!.digest}`).expect(200);
       const tokenRequests = hub.requests.filter((r) => r.path === '/token').map((r) => decode(r.headers.authorization));

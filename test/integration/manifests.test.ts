@@ -125,6 +125,16 @@ describe('manifests', () => {
     assert.equal(everyone.headers['docker-content-digest'], index.digest);
   });
 
+  it('shares one revalidating HEAD among concurrent requests for an expired tag', async () => {
+    await request(cache.url).get(`/v2/${REPO}/manifests/single`).expect(200);
+    clock += 6 * 60_000;
+    upstream.setFault(`${REPO}:single`, { type: 'delay', ms: 200 });
+    await Promise.all(Array.from({ length: 8 }, () => request(cache.url).get(`/v2/${REPO}/manifests/single`).expect(200)));
+    upstream.setFault(`${REPO}:single`, undefined);
+    assert.equal(manifestHeads(), 1);
+    assert.equal(manifestGets(), 1);
+  });
+
   it('shares one upstream GET among concurrent requests for the same tag', async () => {
     await Promise.all(Array.from({ length: 8 }, () => request(cache.url).get(`/v2/${REPO}/manifests/single`).expect(200)));
     assert.equal(manifestGets(), 1);
