@@ -1,23 +1,24 @@
 import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Digest } from '../oci/digest.js';
-import type { ByteRange, BlobStore } from '../storage/blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { BlobWriter } from '../storage/blob-writer.js';
 import { DigestMismatchError } from '../storage/digest-mismatch-error.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Upstream } from '../upstream/upstream-client.js';
-import { FillReader, type FillProgress } from './fill-reader.js';
+import { sendBytes } from '../storage/send-bytes.js';
+import { FillSource, type FillProgress } from './fill-source.js';
+import type { BlobSender } from './registry.js';
 
 /** A fill whose upstream answered: its size (when known) and a way to read it as it lands. */
 export interface JoinedFill {
   readonly size: number | undefined;
   /** Whether this caller started the fill (false: it joined one already running). */
   readonly isStarter: boolean;
-  /** A new stream of `range` (or all) of the blob; the caller owns it. */
-  createReader(range?: ByteRange): Readable;
+  /** Sends `range` (or all) of the blob as it lands. */
+  send: BlobSender;
 }
 
 /** Starts and joins blob fills; at most one upstream fetch per digest at a time. */
@@ -65,7 +66,7 @@ class BlobFill implements FillProgress {
 
 /**
  * The fills of one instance. Each streams the upstream body into a temp file (never into
- * memory); every client, the first included, reads that file as it grows, so a slow or
+ * memory); every client, the first included, is sent that file as it grows, so a slow or
  * vanished client never slows or aborts the fill, and the fill never waits on a client.
  * The fill is bounded by `fillTimeoutMs` instead. The index row is written only after the
  * rename, so nothing unverified is ever served as cached.
@@ -147,13 +148,15 @@ export function createBlobFills(
       }
       await fill.ready;
       const joined = fill;
-      const createReader = (range?: ByteRange): Readable => {
+      const send: BlobSender = async (dest, options = {}) => {
         // A fill that ended has released its descriptor: read the committed file instead.
-        if (joined.state === 'committed') return deps.store.createReadStream(digest, range);
-        if (joined.state === 'failed') return Readable.from([]).destroy(joined.error);
-        return new FillReader(joined, range);
+        if (joined.state === 'committed') return deps.store.send(digest, dest, options);
+        if (joined.state === 'failed') throw joined.error ?? new Error('blob fill failed');
+        const { range, onBytes } = options;
+        const lease = deps.store.readBudget.acquire();
+        return sendBytes(new FillSource(joined), dest, { start: range?.start ?? 0, end: range ? range.end + 1 : undefined, lease, ...(onBytes ? { onBytes } : {}) });
       };
-      return { size: joined.size, isStarter, createReader };
+      return { size: joined.size, isStarter, send };
     },
     get size() {
       return running.size;

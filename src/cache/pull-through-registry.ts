@@ -56,7 +56,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
         await access.authorizeContent(link, digest.value, requester, probe, isOffline);
         metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
         index.recordAccess(digest.value);
-        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, open: method === 'GET' ? (range) => deps.store.createReadStream(digest, range) : undefined };
+        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? (dest, options) => deps.store.send(digest, dest, options) : undefined };
       }
       if (isOffline) throw offlineMiss(metrics, 'BLOB_UNKNOWN', `blob ${digest.value}`, link.upstream);
       const credentials = access.upstreamCredentials(link, requester);
@@ -65,7 +65,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
           metrics.cacheLookups.inc({ kind: 'blob', result: 'miss' });
           const { size } = await route.upstream.headBlob(link.repository, digest.value, { credentials });
           access.recordSuccess(link, credentials);
-          return { digest: digest.value, size, source: 'upstream', result: 'miss', upstream: link.upstream, open: undefined };
+          return { digest: digest.value, size, source: 'upstream', result: 'miss', upstream: link.upstream, send: undefined };
         }
         if (deps.fills.isRunning(digest)) {
           // Someone else's fill, maybe with other credentials: this requester must be entitled on its own.
@@ -73,14 +73,14 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
           const landed = index.getContent(digest.value);
           if (landed) {
             metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
-            return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, open: (range) => deps.store.createReadStream(digest, range) };
+            return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: (dest, options) => deps.store.send(digest, dest, options) };
           }
         }
         const fill = await deps.fills.join(route.upstream, link, digest, credentials);
         if (fill.isStarter) access.recordSuccess(link, credentials);
         const lookup = fill.isStarter ? 'miss' : 'joined';
         metrics.cacheLookups.inc({ kind: 'blob', result: lookup });
-        return { digest: digest.value, size: fill.size, source: 'upstream', result: lookup, upstream: link.upstream, open: fill.createReader };
+        return { digest: digest.value, size: fill.size, source: 'upstream', result: lookup, upstream: link.upstream, send: fill.send };
       } catch (err) {
         throw notFound(err, 'BLOB_UNKNOWN', `blob ${digest.value} of ${route.repository}`);
       }

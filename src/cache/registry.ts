@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { Credentials } from '../config/credentials.js';
 import type { Digest } from '../oci/digest.js';
 import type { ManifestReference, RepositoryRequest } from '../oci/reference.js';
@@ -37,9 +37,15 @@ export interface BlobResult {
   readonly source: Source;
   readonly result: LookupResult;
   readonly upstream: string;
-  /** Opens the bytes (all, or one range); the caller owns the stream. Absent for HEAD. */
-  readonly open: ((range?: ByteRange) => Readable) | undefined;
+  /** Sends the bytes (all, or one range). Absent for HEAD. */
+  readonly send: BlobSender | undefined;
 }
+
+/**
+ * Writes a blob's bytes (all, or one range) into `dest` without ending it; resolves to the count
+ * once `dest` took them all, rejects when the source fails or `dest` goes away.
+ */
+export type BlobSender = (dest: Writable, options?: { range?: ByteRange | undefined; onBytes?: (bytes: number) => void }) => Promise<number>;
 
 export interface Page<T> {
   readonly items: readonly T[];

@@ -3,6 +3,9 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } fro
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Digest } from '../oci/digest.js';
+import { ReadBudget } from './read-budget.js';
+import { sendBytes } from './send-bytes.js';
+import type { Writable } from 'node:stream';
 
 /** A file being written under `tmp/`, committed into place by {@link BlobStore.commit}. */
 export interface TempFile {
@@ -33,6 +36,13 @@ export interface BlobStore {
   size(digest: Digest): Promise<number | undefined>;
   /** Streams committed content (or a range of it). The caller owns and must consume or destroy the stream. */
   createReadStream(digest: Digest, range?: ByteRange): ReadStream;
+  /**
+   * Writes committed content (or a range of it) into `dest` without ending it, through reused
+   * buffers sized by {@link readBudget}; resolves to the bytes sent once `dest` took them all.
+   */
+  send(digest: Digest, dest: Writable, options?: { range?: ByteRange | undefined; onBytes?: (bytes: number) => void }): Promise<number>;
+  /** Shared by every sender of this store, fills' readers included. */
+  readonly readBudget: ReadBudget;
   readAll(digest: Digest): Promise<Buffer>;
   /** Opens a new temp file for writing; the caller closes it and either commits or discards it. */
   createTempFile(): Promise<TempFile>;
@@ -60,6 +70,7 @@ export function createBlobStore(options: { root: string }): BlobStore {
 
   const store: BlobStore = {
     root,
+    readBudget: new ReadBudget(),
     async init({ purgeTemp } = { purgeTemp: true }) {
       await mkdir(blobsDir, { recursive: true });
       // A fill that was running when the process died can never be finished: start clean.
@@ -79,6 +90,22 @@ export function createBlobStore(options: { root: string }): BlobStore {
       // 256 KiB reads: a quarter of the syscalls of the default 64 KiB, still little memory per client.
       const highWaterMark = 256 * 1024;
       return createReadStream(pathFor(digest), range ? { start: range.start, end: range.end, highWaterMark } : { highWaterMark });
+    },
+    async send(digest, dest, { range, onBytes } = {}) {
+      const handle = await open(pathFor(digest), 'r');
+      let size: number;
+      try {
+        size = range ? range.end + 1 : (await handle.stat()).size;
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+      const source = {
+        available: async (position: number) => Math.max(0, size - position),
+        read: async (buffer: Buffer, length: number, position: number) => (await handle.read(buffer, 0, length, position)).bytesRead,
+        close: () => void handle.close().catch(() => undefined),
+      };
+      return sendBytes(source, dest, { start: range?.start ?? 0, end: size, lease: store.readBudget.acquire(), ...(onBytes ? { onBytes } : {}) });
     },
     readAll(digest) {
       return readFile(pathFor(digest));

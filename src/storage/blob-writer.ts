@@ -87,11 +87,9 @@ export class BlobWriter extends Writable {
     }
   }
 
-  /** Reads up to `length` bytes at `position` from the file as written so far. */
-  async read(position: number, length: number): Promise<Buffer> {
-    const buffer = Buffer.allocUnsafe(length);
-    const { bytesRead } = await this.#temp.handle.read(buffer, 0, length, position);
-    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+  /** Reads up to `length` bytes at `position` from the file as written so far into `buffer`. */
+  async readInto(buffer: Buffer, length: number, position: number): Promise<number> {
+    return (await this.#temp.handle.read(buffer, 0, length, position)).bytesRead;
   }
 
   /**

@@ -1,6 +1,5 @@
-import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
-import type { ByteRange, Registry } from '../../cache/registry.js';
+import type { BlobSender, ByteRange, Registry } from '../../cache/registry.js';
 import type { Logger } from '../../logger.js';
 import { parseDigest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
@@ -24,8 +23,8 @@ export function createBlobHandler(registry: Registry, logger: Logger) {
     if (blob.size === undefined) {
       // The upstream sent no length; clients still get the bytes, chunked, but no ranges.
       res.status(200);
-      if (!blob.open || req.method === 'HEAD') return void res.end();
-      return stream(blob.open(), blob.source, undefined);
+      if (!blob.send || req.method === 'HEAD') return void res.end();
+      return send(blob.send, undefined, undefined);
     }
     res.setHeader('accept-ranges', 'bytes');
     const range = parseRange(req.headers.range, blob.size);
@@ -44,21 +43,22 @@ export function createBlobHandler(registry: Registry, logger: Logger) {
       res.status(200);
       res.setHeader('content-length', String(blob.size));
     }
-    if (!blob.open || req.method === 'HEAD') return void res.end();
-    return stream(blob.open(slice), blob.source, slice ? slice.end - slice.start + 1 : blob.size);
+    if (!blob.send || req.method === 'HEAD') return void res.end();
+    return send(blob.send, slice, slice ? slice.end - slice.start + 1 : blob.size);
 
-    async function stream(body: NodeJS.ReadableStream, source: string, length: number | undefined): Promise<void> {
+    async function send(sender: BlobSender, range: ByteRange | undefined, length: number | undefined): Promise<void> {
       const context = labels(res);
+      const source = blob.source;
       context.expectedBytes = length;
       context.sentBytes = 0;
-      // Counting only: a client holding every byte may close before our end-of-stream is
-      // processed, and the access log must still see a delivered body.
-      body.on('data', (chunk: Buffer) => {
-        context.sentBytes = (context.sentBytes ?? 0) + chunk.length;
-      });
       try {
-        await pipeline(body, res);
+        // Counted as handed over: a client holding every byte may close before our end is
+        // processed, and the access log must still see a delivered body.
+        await sender(res, { range, onBytes: (bytes) => (context.sentBytes = (context.sentBytes ?? 0) + bytes) });
+        res.end();
       } catch (err) {
+        // Nothing went out yet (the file vanished, the fill failed first): an OCI error still can.
+        if (!res.headersSent && !res.destroyed) throw err;
         if (length !== undefined && context.sentBytes === length) return;
         // Headers are out: the only honest signal left is a cut connection, never a short 200.
         if (!res.destroyed) res.destroy();
