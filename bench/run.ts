@@ -8,11 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import path from 'node:path';
-import { startCountingProxy } from '../test/fakes/counting-proxy.js';
 import { skopeoCopy } from '../test/helpers/clients.js';
 import { startDistribution } from '../test/helpers/distribution.js';
 import { OCI, sha256, type Blob, type ImageManifest } from '../test/helpers/images.js';
 import { freePort, requireBinary, startDaemon, waitUntil, type Daemon } from '../test/helpers/processes.js';
+import { closeDrainAgent, drain } from './drain.js';
 import { loadTest } from './load.js';
 
 const MiB = 1024 * 1024;
@@ -20,6 +20,8 @@ const LOAD_SECONDS = Number(process.env['BENCH_LOAD_SECONDS'] ?? 10);
 const SOAK_SECONDS = Number(process.env['BENCH_SOAK_SECONDS'] ?? 60);
 const SOAK_CLIENTS = Number(process.env['BENCH_SOAK_CLIENTS'] ?? 200);
 const BIG_LAYERS = (process.env['BENCH_LAYERS_MIB'] ?? '5,50,200').split(',').map(Number);
+/** Throughput figures vary by tens of percent between runs on two shared cores: take the median of this many, peer and pullthrough in turn. */
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
 
 interface Row {
   figure: string;
@@ -65,24 +67,21 @@ async function rssMiB(pid: number | undefined): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
 }
 
+/** Resets a process's peak RSS (VmHWM), so each phase's peak can be read on its own. */
+async function resetPeak(pid: number | undefined): Promise<void> {
+  if (pid) await writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => undefined);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
 async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; value: T }> {
   const started = performance.now();
   const value = await work();
   return { seconds: (performance.now() - started) / 1000, value };
-}
-
-/** GETs a URL and drains it; resolves to the time to first byte and the byte count. */
-async function drain(url: string): Promise<{ ttfbMs: number; bytes: number }> {
-  const started = performance.now();
-  const response = await fetch(url);
-  if (!response.ok || !response.body) throw new Error(`${url}: ${response.status}`);
-  let ttfbMs = NaN;
-  let bytes = 0;
-  for await (const chunk of response.body) {
-    if (bytes === 0) ttfbMs = performance.now() - started;
-    bytes += chunk.length;
-  }
-  return { ttfbMs, bytes };
 }
 
 function percentile(values: number[], p: number): number {
@@ -98,7 +97,10 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   try {
     log('seeding the upstream…');
-    const upstream = await startDistribution();
+    // The upstream's own access log counts what it sent: no proxy of ours sits in the data path.
+    const upstream = await startDistribution({ accessLog: true });
+    const upstreamBytes = () => upstream.served().reduce((sum, r) => sum + (r.method === 'GET' ? r.bytes : 0), 0);
+    const upstreamGets = (pattern: RegExp) => upstream.served().filter((r) => r.method === 'GET' && pattern.test(r.path)).length;
     const big = rawImage(BIG_LAYERS);
     const fresh = rawImage([Math.max(...BIG_LAYERS)]);
     const small = rawImage([0.1, 0.05]);
@@ -107,15 +109,14 @@ async function main(): Promise<void> {
     await upstream.push('library/small', '1.0', small);
     const soakBlobs = Array.from({ length: 400 }, () => randomBytes(64 * 1024)).map((bytes) => ({ bytes, digest: sha256(bytes), mediaType: 'application/vnd.oci.image.layer.v1.tar' }));
     await upstream.push('library/soak', '1.0', imageOf(soakBlobs));
-    const counter = await startCountingProxy(upstream.url);
 
     const peerPort = await freePort();
-    const peer = await startDistribution({ proxyRemoteUrl: counter.url, port: peerPort });
+    const peer = await startDistribution({ proxyRemoteUrl: upstream.url, port: peerPort });
     const startPullthrough = async (name: string, tagTtl: string) => {
       const port = await freePort();
       const config = path.join(work, `${name}.yaml`);
       await mkdir(path.join(work, name), { recursive: true });
-      await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${counter.url}", default: true, tagTtl: "${tagTtl}" }\n`);
+      await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true, tagTtl: "${tagTtl}" }\n`);
       // As npm start, the bin and the container run it.
       const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', config]);
       daemons.push(daemon);
@@ -125,44 +126,60 @@ async function main(): Promise<void> {
     const pt = await startPullthrough('pullthrough', '5m');
     const ptAlways = await startPullthrough('pullthrough-ttl0', '0');
     const servers = { peer: { url: peer.url, host: `127.0.0.1:${peerPort}`, pid: peer.pid }, pullthrough: pt };
+    /** Peak RSS of each server, phase by phase (VmHWM is reset at each phase's start). */
+    const phasePeaks: Array<{ phase: string; peer: number; pullthrough: number }> = [];
+    let phase = '';
+    const startPhase = async (name: string) => {
+      if (phase) phasePeaks.push({ phase, peer: await peakRssMiB(peer.pid), pullthrough: await peakRssMiB(pt.pid) });
+      phase = name;
+      await Promise.all([resetPeak(peer.pid), resetPeak(pt.pid)]);
+    };
     const imageBytes = big.bytes.length + big.config.bytes.length + big.layers.reduce((s, l) => s + l.bytes.length, 0);
 
     log('1. cold pulls…');
+    await startPhase('cold pull');
     const direct = await timed(() => skopeoCopy(`${upstream.url.slice(7)}/library/big:1.0`, { tlsVerify: false }));
     await direct.value.cleanup();
     const cold: Record<string, { seconds: number; upstreamBytes: number }> = {};
     for (const [name, server] of Object.entries(servers)) {
-      const before = counter.bytes();
+      const before = upstreamBytes();
       const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
       await pull.value.cleanup();
       // distribution's proxy finishes writing its copy after the client is served; give it a moment.
       await new Promise((r) => setTimeout(r, 2_000));
-      cold[name] = { seconds: pull.seconds, upstreamBytes: counter.bytes() - before };
+      cold[name] = { seconds: pull.seconds, upstreamBytes: upstreamBytes() - before };
     }
     rows.push({ figure: `cold pull, ${Math.round(imageBytes / MiB)} MiB image (direct: ${direct.seconds.toFixed(2)} s), × direct`, peer: cold['peer']!.seconds / direct.seconds, pullthrough: cold['pullthrough']!.seconds / direct.seconds, unit: '×', better: 'lower' });
     rows.push({ figure: 'upstream bytes per image byte, cold pull', peer: cold['peer']!.upstreamBytes / imageBytes, pullthrough: cold['pullthrough']!.upstreamBytes / imageBytes, unit: '×', better: 'lower' });
 
     log('2. warm pulls…');
-    const warm: Record<string, number> = {};
-    for (const [name, server] of Object.entries(servers)) {
-      const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
-      await pull.value.cleanup();
-      warm[name] = pull.seconds;
+    await startPhase('warm pull');
+    const warm: Record<string, number[]> = { peer: [], pullthrough: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, server] of Object.entries(servers)) {
+        const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
+        await pull.value.cleanup();
+        warm[name]!.push(pull.seconds);
+      }
     }
-    rows.push({ figure: 'warm pull', peer: warm['peer']!, pullthrough: warm['pullthrough']!, unit: 's', better: 'lower' });
+    rows.push({ figure: `warm pull (median of ${ROUNDS})`, peer: median(warm['peer']!), pullthrough: median(warm['pullthrough']!), unit: 's', better: 'lower' });
 
     log('3. cached blob throughput…');
+    await startPhase('cached blob');
     const biggest = big.layers.reduce((a, b) => (a.bytes.length > b.bytes.length ? a : b));
     for (const clients of [1, 8]) {
-      const rate: Record<string, number> = {};
-      for (const [name, server] of Object.entries(servers)) {
-        const run = await timed(() => Promise.all(Array.from({ length: clients }, () => drain(`${server.url}/v2/library/big/blobs/${biggest.digest}`))));
-        rate[name] = (run.value.reduce((s, r) => s + r.bytes, 0) / MiB) / run.seconds;
+      const rate: Record<string, number[]> = { peer: [], pullthrough: [] };
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const [name, server] of Object.entries(servers)) {
+          const run = await timed(() => Promise.all(Array.from({ length: clients }, () => drain(`${server.url}/v2/library/big/blobs/${biggest.digest}`))));
+          rate[name]!.push(run.value.reduce((s, r) => s + r.bytes, 0) / MiB / run.seconds);
+        }
       }
-      rows.push({ figure: `cached ${Math.round(biggest.bytes.length / MiB)} MiB blob, ${clients} client${clients > 1 ? 's' : ''} (aggregate)`, peer: rate['peer']!, pullthrough: rate['pullthrough']!, unit: 'MiB/s', better: 'higher' });
+      rows.push({ figure: `cached ${Math.round(biggest.bytes.length / MiB)} MiB blob, ${clients} client${clients > 1 ? 's' : ''} (aggregate, median of ${ROUNDS})`, peer: median(rate['peer']!), pullthrough: median(rate['pullthrough']!), unit: 'MiB/s', better: 'higher' });
     }
 
     log('4. manifest GETs per second…');
+    await startPhase('manifests');
     await fetch(`${ptAlways.url}/v2/library/small/manifests/1.0`);
     const accept = { accept: OCI.manifest };
     // Each measurement gets a short warm-up of its own (JIT, caches) and a pause after the last
@@ -181,12 +198,15 @@ async function main(): Promise<void> {
     rows.push({ figure: 'manifest by tag, p99 latency', peer: byTag.peer.p99Ms, pullthrough: byTag.pt.p99Ms, unit: 'ms', better: 'lower' });
 
     log('5. ten concurrent misses of one uncached blob…');
+    await startPhase('10 misses');
     const layer = fresh.layers[0]!;
     for (const [name, server] of Object.entries(servers)) {
-      const before = counter.count('GET', new RegExp(layer.digest));
+      const before = upstreamGets(new RegExp(layer.digest));
       const results = await Promise.all(Array.from({ length: 10 }, () => drain(`${server.url}/v2/library/fresh/blobs/${layer.digest}`)));
       if (results.some((r) => r.bytes !== layer.bytes.length)) throw new Error(`${name}: a client got a short blob`);
-      const fetches = counter.count('GET', new RegExp(layer.digest)) - before;
+      // distribution's proxy may still be fetching for itself after its clients are served.
+      await new Promise((r) => setTimeout(r, 2_000));
+      const fetches = upstreamGets(new RegExp(layer.digest)) - before;
       const ttfb = results.map((r) => r.ttfbMs);
       const row = rows.find((r) => r.figure.startsWith('10 concurrent misses: upstream fetches'));
       if (row) row.pullthrough = fetches;
@@ -197,7 +217,9 @@ async function main(): Promise<void> {
     }
 
     log('6. peak memory…');
-    rows.push({ figure: 'peak RSS so far', peer: await peakRssMiB(peer.pid), pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
+    await startPhase('soak');
+    const beforeSoak = phasePeaks.reduce((m, p) => ({ peer: Math.max(m.peer, p.peer), pullthrough: Math.max(m.pullthrough, p.pullthrough) }), { peer: 0, pullthrough: 0 });
+    rows.push({ figure: 'peak RSS before the soak', peer: beforeSoak.peer, pullthrough: beforeSoak.pullthrough, unit: 'MiB', better: 'lower' });
 
     log(`7. soak: ${SOAK_CLIENTS} clients for ${SOAK_SECONDS} s through pullthrough…`);
     const rssStart = await rssMiB(pt.pid);
@@ -231,7 +253,8 @@ async function main(): Promise<void> {
     rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: '', better: 'lower' });
     rows.push({ figure: 'soak: p50 / p99 latency', peer: undefined, pullthrough: percentile(latencies, 50), unit: `ms / ${percentile(latencies, 99).toFixed(1)} ms`, better: 'lower' });
     rows.push({ figure: 'soak: RSS at start → end', peer: undefined, pullthrough: rssEnd, unit: `MiB (from ${rssStart.toFixed(0)})`, better: 'lower' });
-    rows.push({ figure: 'peak RSS over the run', peer: await peakRssMiB(peer.pid), pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
+    rows.push({ figure: 'soak: peak RSS', peer: undefined, pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
+    await startPhase('');
 
     const fmt = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '–' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
     const ratio = (r: Row) => (r.peer === undefined || r.peer === 0 || Number.isNaN(r.peer) ? '–' : `${(r.better === 'higher' ? r.pullthrough / r.peer : r.peer / r.pullthrough).toFixed(2)}x`);
@@ -243,13 +266,14 @@ async function main(): Promise<void> {
       '| --- | ---: | ---: | ---: |',
       ...rows.map((r) => `| ${r.figure} | ${fmt(r.peer)} | ${fmt(r.pullthrough)} ${r.unit} | ${ratio(r)} |`),
     ].join('\n');
-    process.stdout.write(`${table}\n`);
+    const peaks = ['', 'peak RSS by phase (MiB): phase | peer | pullthrough', ...phasePeaks.map((p) => `  ${p.phase} | ${fmt(p.peer)} | ${fmt(p.pullthrough)}`)].join('\n');
+    process.stdout.write(`${table}\n${peaks}\n`);
     const file = path.join('bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    await writeFile(file, JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2));
+    await writeFile(file, JSON.stringify({ machine, date: new Date().toISOString(), rows, phasePeaks }, null, 2));
     log(`written to ${file}`);
     await peer.stop();
     await upstream.stop();
-    await counter.close();
+    closeDrainAgent();
   } finally {
     await Promise.all(daemons.map((d) => d.stop()));
     await rm(work, { recursive: true, force: true });

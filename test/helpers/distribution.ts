@@ -1,4 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { blobsOf, type Blob, type ImageIndex, type ImageManifest } from './images.js';
@@ -13,8 +14,21 @@ export interface Distribution {
   /** For token auth: send this Authorization when pushing (a token with push rights). */
   setPushAuthorization(value: string): void;
   push(repository: string, tag: string, image: ImageManifest | ImageIndex): Promise<void>;
+  /** With `accessLog`: every request answered so far, from the registry's own access log. */
+  served(): readonly ServedRequest[];
   stop(): Promise<void>;
 }
+
+/** One line of distribution's access log (Apache combined format): what the registry itself sent. */
+export interface ServedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  /** Body bytes written, as the registry counted them. */
+  readonly bytes: number;
+}
+
+const ACCESS_LINE = /"([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/;
 
 /**
  * Starts Debian's `docker-registry` (CNCF distribution) on a free loopback port with its own
@@ -25,7 +39,7 @@ export type DistributionAuth =
   | { kind: 'htpasswd'; users: Record<string, string> }
   | { kind: 'token'; realm: string; service: string; issuer: string; rootCertBundle: string };
 
-export async function startDistribution(options: { auth?: DistributionAuth; port?: number; storageDir?: string; proxyRemoteUrl?: string } = {}): Promise<Distribution> {
+export async function startDistribution(options: { auth?: DistributionAuth; port?: number; storageDir?: string; proxyRemoteUrl?: string; accessLog?: boolean } = {}): Promise<Distribution> {
   await requireBinary('docker-registry');
   const dir = await mkdtemp(path.join(tmpdir(), 'pullthrough-distribution-'));
   const port = options.port ?? (await freePort());
@@ -51,7 +65,7 @@ export async function startDistribution(options: { auth?: DistributionAuth; port
     configPath,
     [
       'version: 0.1',
-      'log: { level: error, accesslog: { disabled: true } }',
+      `log: { level: error, accesslog: { disabled: ${options.accessLog ? 'false' : 'true'} } }`,
       `storage: { filesystem: { rootdirectory: ${options.storageDir ?? path.join(dir, 'data')} }, delete: { enabled: true } }`,
       `http: { addr: "127.0.0.1:${port}" }`,
       ...auth,
@@ -61,6 +75,14 @@ export async function startDistribution(options: { auth?: DistributionAuth; port
     ].join('\n'),
   );
   const daemon: Daemon = startDaemon('docker-registry', ['serve', configPath]);
+  const served: ServedRequest[] = [];
+  if (options.accessLog && daemon.child.stdout) {
+    // Counting what the upstream itself sent needs no proxy in the data path (and no CPU of ours on it).
+    createInterface({ input: daemon.child.stdout }).on('line', (line) => {
+      const match = ACCESS_LINE.exec(line);
+      if (match) served.push({ method: match[1]!, path: match[2]!.split('?')[0]!, status: Number(match[3]), bytes: match[4] === '-' ? 0 : Number(match[4]) });
+    });
+  }
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitUntil(async () => [200, 401].includes((await fetch(`${url}/v2/`)).status), 'docker-registry to answer');
@@ -90,6 +112,7 @@ export async function startDistribution(options: { auth?: DistributionAuth; port
     url,
     port,
     pid: daemon.child.pid,
+    served: () => served,
     setPushAuthorization(value) {
       pushAuthorization = value;
     },
