@@ -33,6 +33,7 @@ export interface SendOptions {
  */
 export async function sendBytes(source: PositionalSource, dest: Writable, options: SendOptions): Promise<number> {
   const { lease, end } = options;
+  // Pooled by the budget: a busy server reuses the same few buffers for request after request.
   const buffers: Buffer[] = [];
   const inFlight: Array<Promise<void> | undefined> = [undefined, undefined];
   let closed: (() => void) | undefined;
@@ -52,7 +53,10 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
       // The buffer's previous chunk must be out of the socket's hands before it is overwritten.
       if (inFlight[turn]) await Promise.race([inFlight[turn], destClosed]);
       const size = lease.chunkBytes;
-      if (buffers[turn]?.length !== size) buffers[turn] = Buffer.allocUnsafeSlow(size);
+      if (buffers[turn]?.length !== size) {
+        if (buffers[turn]) lease.give(buffers[turn]!);
+        buffers[turn] = lease.take();
+      }
       const buffer = buffers[turn]!;
       const length = Math.min(size, ready, end === undefined ? Infinity : end - position);
       const bytesRead = await source.read(buffer, length, position);
@@ -68,6 +72,8 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
     }
     // Both buffers flushed: the caller may end the response, and a failed write surfaces here.
     await Promise.race([Promise.all(inFlight), destClosed]);
+    // Only now is no socket holding them (after a failure they are left to the collector).
+    for (const buffer of buffers) lease.give(buffer);
     return sent;
   } finally {
     closed?.();

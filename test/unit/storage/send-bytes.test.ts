@@ -55,6 +55,7 @@ describe('sendBytes', () => {
     assert.ok(received().equals(bytes), 'the receiver got exactly the source');
     assert.ok(state.closed, 'the source is closed');
     assert.equal(budget.open, 0, 'the lease is released');
+    assert.equal(budget.pooledBytes, 2 * 16 * 1024, 'both buffers are back in the pool');
   });
 
   it('sends only the asked range and reports progress', async () => {
@@ -97,6 +98,7 @@ describe('sendBytes', () => {
 describe('ReadBudget', () => {
   it('gives a lone sender the largest reads and shares the total among many, down to the floor', () => {
     const budget = new ReadBudget({ totalBytes: 16 << 20, maxChunkBytes: 1 << 20, minChunkBytes: 64 << 10 });
+    assert.equal(new ReadBudget().chunkBytesFor(1), 1 << 20, 'the default');
     assert.equal(budget.chunkBytesFor(1), 1 << 20);
     assert.equal(budget.chunkBytesFor(8), 1 << 20);
     assert.equal(budget.chunkBytesFor(9), 512 << 10, 'a power of two: a crowd of 9 to 16 shares 512 KiB reads');
@@ -114,5 +116,29 @@ describe('ReadBudget', () => {
     others[0]!.release();
     assert.equal(budget.open, 1);
     assert.equal(first.chunkBytes, 1 << 20);
+  });
+
+  it('hands a returned buffer to the next sender, and keeps no more than its total', () => {
+    const budget = new ReadBudget({ totalBytes: 4 << 20, maxChunkBytes: 1 << 20, minChunkBytes: 64 << 10 });
+    const lease = budget.acquire();
+    const buffer = lease.take();
+    lease.give(buffer);
+    assert.equal(lease.take(), buffer, 'reused, not allocated again');
+    for (let i = 0; i < 10; i++) lease.give(Buffer.alloc(1 << 20));
+    assert.equal(budget.pooledBytes, 4 << 20);
+  });
+
+  it('makes room for the size senders use now by dropping sizes nobody asks for', () => {
+    const budget = new ReadBudget({ totalBytes: 2 << 20, maxChunkBytes: 1 << 20, minChunkBytes: 64 << 10 });
+    const alone = budget.acquire();
+    alone.give(alone.take());
+    alone.give(Buffer.alloc(1 << 20));
+    assert.equal(budget.pooledBytes, 2 << 20);
+    const crowd = Array.from({ length: 31 }, () => budget.acquire());
+    assert.equal(alone.chunkBytes, 64 << 10);
+    const small = crowd[0]!.take();
+    crowd[0]!.give(small);
+    assert.equal(crowd[1]!.take(), small, 'a 1 MiB buffer was dropped to keep the 64 KiB one');
+    assert.ok(budget.pooledBytes <= 2 << 20);
   });
 });
