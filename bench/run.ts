@@ -22,6 +22,8 @@ const SOAK_CLIENTS = Number(process.env['BENCH_SOAK_CLIENTS'] ?? 200);
 const BIG_LAYERS = (process.env['BENCH_LAYERS_MIB'] ?? '5,50,200').split(',').map(Number);
 /** Throughput figures vary by tens of percent between runs on two shared cores: take the median of this many, peer and pullthrough in turn. */
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
+/** Cold pulls need an image new to both caches each round: this many images of BIG_LAYERS. */
+const COLD_ROUNDS = Number(process.env['BENCH_COLD_ROUNDS'] ?? 3);
 
 interface Row {
   figure: string;
@@ -101,10 +103,12 @@ async function main(): Promise<void> {
     const upstream = await startDistribution({ accessLog: true });
     const upstreamBytes = () => upstream.served().reduce((sum, r) => sum + (r.method === 'GET' ? r.bytes : 0), 0);
     const upstreamGets = (pattern: RegExp) => upstream.served().filter((r) => r.method === 'GET' && pattern.test(r.path)).length;
-    const big = rawImage(BIG_LAYERS);
+    // Each cold round pulls its own image; the first, warm by then, serves the warm figures.
+    const colds = Array.from({ length: COLD_ROUNDS }, () => rawImage(BIG_LAYERS));
+    const big = colds[0]!;
     const fresh = rawImage([Math.max(...BIG_LAYERS)]);
     const small = rawImage([0.1, 0.05]);
-    await upstream.push('library/big', '1.0', big);
+    for (const [i, image] of colds.entries()) await upstream.push(i === 0 ? 'library/big' : `library/cold-${i}`, '1.0', image);
     await upstream.push('library/fresh', '1.0', fresh);
     await upstream.push('library/small', '1.0', small);
     const soakBlobs = Array.from({ length: 400 }, () => randomBytes(64 * 1024)).map((bytes) => ({ bytes, digest: sha256(bytes), mediaType: 'application/vnd.oci.image.layer.v1.tar' }));
@@ -118,7 +122,7 @@ async function main(): Promise<void> {
       await mkdir(path.join(work, name), { recursive: true });
       await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true, tagTtl: "${tagTtl}" }\n`);
       // As npm start, the bin and the container run it.
-      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', config]);
+      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', '--heap-growing-percent=50', 'dist/main.js', 'serve', '--config', config]);
       daemons.push(daemon);
       await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, `pullthrough ${name}`);
       return { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, pid: daemon.child.pid };
@@ -138,19 +142,28 @@ async function main(): Promise<void> {
 
     log('1. cold pulls…');
     await startPhase('cold pull');
-    const direct = await timed(() => skopeoCopy(`${upstream.url.slice(7)}/library/big:1.0`, { tlsVerify: false }));
-    await direct.value.cleanup();
-    const cold: Record<string, { seconds: number; upstreamBytes: number }> = {};
-    for (const [name, server] of Object.entries(servers)) {
-      const before = upstreamBytes();
-      const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
-      await pull.value.cleanup();
-      // distribution's proxy finishes writing its copy after the client is served; give it a moment.
-      await new Promise((r) => setTimeout(r, 2_000));
-      cold[name] = { seconds: pull.seconds, upstreamBytes: upstreamBytes() - before };
+    const cold: Record<string, Array<{ ratio: number; upstreamBytes: number }>> = { peer: [], pullthrough: [] };
+    const directSeconds: number[] = [];
+    for (let round = 0; round < COLD_ROUNDS; round++) {
+      const repository = round === 0 ? 'library/big' : `library/cold-${round}`;
+      const direct = await timed(() => skopeoCopy(`${upstream.url.slice(7)}/${repository}:1.0`, { tlsVerify: false }));
+      await direct.value.cleanup();
+      directSeconds.push(direct.seconds);
+      // Peer and pullthrough take turns going first, so neither always meets a warmer machine.
+      const order = round % 2 === 0 ? (['peer', 'pullthrough'] as const) : (['pullthrough', 'peer'] as const);
+      for (const name of order) {
+        const before = upstreamBytes();
+        const pull = await timed(() => skopeoCopy(`${servers[name].host}/${repository}:1.0`, { tlsVerify: false }));
+        await pull.value.cleanup();
+        // distribution's proxy finishes writing its copy after the client is served; give it a moment.
+        await new Promise((r) => setTimeout(r, 2_000));
+        cold[name]!.push({ ratio: pull.seconds / direct.seconds, upstreamBytes: upstreamBytes() - before });
+      }
     }
-    rows.push({ figure: `cold pull, ${Math.round(imageBytes / MiB)} MiB image (direct: ${direct.seconds.toFixed(2)} s), × direct`, peer: cold['peer']!.seconds / direct.seconds, pullthrough: cold['pullthrough']!.seconds / direct.seconds, unit: '×', better: 'lower' });
-    rows.push({ figure: 'upstream bytes per image byte, cold pull', peer: cold['peer']!.upstreamBytes / imageBytes, pullthrough: cold['pullthrough']!.upstreamBytes / imageBytes, unit: '×', better: 'lower' });
+    const coldRatio = (name: string) => median(cold[name]!.map((c) => c.ratio));
+    const coldBytes = (name: string) => median(cold[name]!.map((c) => c.upstreamBytes)) / imageBytes;
+    rows.push({ figure: `cold pull, ${Math.round(imageBytes / MiB)} MiB image, × the direct pull of the same round (direct: median ${median(directSeconds).toFixed(2)} s; median of ${COLD_ROUNDS})`, peer: coldRatio('peer'), pullthrough: coldRatio('pullthrough'), unit: '×', better: 'lower' });
+    rows.push({ figure: 'upstream bytes per image byte, cold pull', peer: coldBytes('peer'), pullthrough: coldBytes('pullthrough'), unit: '×', better: 'lower' });
 
     log('2. warm pulls…');
     await startPhase('warm pull');
@@ -249,6 +262,10 @@ async function main(): Promise<void> {
       }),
     );
     const rssEnd = await rssMiB(pt.pid);
+    // Where the soak's memory sits, from pullthrough's own metrics: V8 heap, and Buffers outside it.
+    const metricsText = await (await fetch(`${pt.url}/metrics`)).text();
+    const gauge = (name: string) => Number(new RegExp(`^pullthrough_${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN) / MiB;
+    const soakMemory = `V8 heap ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB, external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB`;
     rows.push({ figure: `soak: requests (${SOAK_CLIENTS} clients, ${SOAK_SECONDS} s)`, peer: undefined, pullthrough: latencies.length, unit: '', better: 'higher' });
     rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: '', better: 'lower' });
     rows.push({ figure: 'soak: p50 / p99 latency', peer: undefined, pullthrough: percentile(latencies, 50), unit: `ms / ${percentile(latencies, 99).toFixed(1)} ms`, better: 'lower' });
@@ -266,10 +283,10 @@ async function main(): Promise<void> {
       '| --- | ---: | ---: | ---: |',
       ...rows.map((r) => `| ${r.figure} | ${fmt(r.peer)} | ${fmt(r.pullthrough)} ${r.unit} | ${ratio(r)} |`),
     ].join('\n');
-    const peaks = ['', 'peak RSS by phase (MiB): phase | peer | pullthrough', ...phasePeaks.map((p) => `  ${p.phase} | ${fmt(p.peer)} | ${fmt(p.pullthrough)}`)].join('\n');
+    const peaks = ['', 'peak RSS by phase (MiB): phase | peer | pullthrough', ...phasePeaks.map((p) => `  ${p.phase} | ${fmt(p.peer)} | ${fmt(p.pullthrough)}`), `pullthrough at the soak's end: ${soakMemory}`].join('\n');
     process.stdout.write(`${table}\n${peaks}\n`);
     const file = path.join('bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    await writeFile(file, JSON.stringify({ machine, date: new Date().toISOString(), rows, phasePeaks }, null, 2));
+    await writeFile(file, JSON.stringify({ machine, date: new Date().toISOString(), rows, phasePeaks, soakMemory }, null, 2));
     log(`written to ${file}`);
     await peer.stop();
     await upstream.stop();
