@@ -19,7 +19,7 @@ upstream.addBlob(big);
 upstream.addBlob(mid);
 const port = await freePort();
 await writeFile(path.join(work, 'c.yaml'), `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${work}/data }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true }\n`);
-const server = startDaemon(process.execPath, ['--max-semi-space-size=4', '--heap-growing-percent=50', 'dist/main.js', 'serve', '--config', path.join(work, 'c.yaml')]);
+const server = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', path.join(work, 'c.yaml')]);
 try {
   const base = `http://127.0.0.1:${port}`;
   await waitUntil(async () => (await fetch(`${base}/healthz`)).ok, 'server');

@@ -122,7 +122,7 @@ async function main(): Promise<void> {
       await mkdir(path.join(work, name), { recursive: true });
       await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true, tagTtl: "${tagTtl}" }\n`);
       // As npm start, the bin and the container run it.
-      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', '--heap-growing-percent=50', 'dist/main.js', 'serve', '--config', config]);
+      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', config]);
       daemons.push(daemon);
       await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, `pullthrough ${name}`);
       return { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, pid: daemon.child.pid };
