@@ -9,7 +9,7 @@ import path from 'node:path';
 import { startFakeUpstream } from '../test/fakes/fake-upstream.js';
 import { makeRawBlob } from '../test/helpers/images.js';
 import { freePort, startDaemon, waitUntil } from '../test/helpers/processes.js';
-import { closeDrainAgent, drain } from './drain.js';
+import { closeDrainAgent, drain, drainInChild } from './drain.js';
 
 const work = await mkdtemp(path.join(tmpdir(), 'pullthrough-blob-bench-'));
 const upstream = await startFakeUpstream();
@@ -25,9 +25,8 @@ try {
   await waitUntil(async () => (await fetch(`${base}/healthz`)).ok, 'server');
   for (const b of [big, mid]) await drain(`${base}/v2/library/x/blobs/${b.digest}`);
   for (const [label, blob, clients] of [['200 MiB x 8', big, 8], ['5 MiB x 100', mid, 100]] as const) {
-    const started = performance.now();
-    const bytes = (await Promise.all(Array.from({ length: clients }, () => drain(`${base}/v2/library/x/blobs/${blob.digest}`)))).reduce((a, b) => a + b.bytes, 0);
-    console.log(`${label}: ${(bytes / 2 ** 20 / ((performance.now() - started) / 1000)).toFixed(0)} MiB/s`);
+    const run = await drainInChild(`${base}/v2/library/x/blobs/${blob.digest}`, clients);
+    console.log(`${label}: ${(run.bytes / 2 ** 20 / run.seconds).toFixed(0)} MiB/s`);
   }
   const status = await readFile(`/proc/${server.child.pid}/status`, 'utf8');
   console.log(`peak RSS ${Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) / 1024 | 0} MiB`);

@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { Agent, get } from 'node:http';
+import { promisify } from 'node:util';
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
 
@@ -29,4 +31,10 @@ export function drain(url: string): Promise<{ ttfbMs: number; bytes: number; sta
 
 export function closeDrainAgent(): void {
   agent.destroy();
+}
+
+/** `clients` concurrent drains of `url`, run and timed in a child process of its own (bench/drain-child.ts). */
+export async function drainInChild(url: string, clients: number): Promise<{ seconds: number; bytes: number }> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/drain-child.ts', url, String(clients)], { timeout: 300_000 });
+  return JSON.parse(stdout) as { seconds: number; bytes: number };
 }

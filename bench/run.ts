@@ -12,7 +12,7 @@ import { skopeoCopy } from '../test/helpers/clients.js';
 import { startDistribution } from '../test/helpers/distribution.js';
 import { OCI, sha256, type Blob, type ImageManifest } from '../test/helpers/images.js';
 import { freePort, requireBinary, startDaemon, waitUntil, type Daemon } from '../test/helpers/processes.js';
-import { closeDrainAgent, drain } from './drain.js';
+import { closeDrainAgent, drain, drainInChild } from './drain.js';
 import { loadTest } from './load.js';
 
 const MiB = 1024 * 1024;
@@ -184,8 +184,8 @@ async function main(): Promise<void> {
       const rate: Record<string, number[]> = { peer: [], pullthrough: [] };
       for (let round = 0; round < ROUNDS; round++) {
         for (const [name, server] of Object.entries(servers)) {
-          const run = await timed(() => Promise.all(Array.from({ length: clients }, () => drain(`${server.url}/v2/library/big/blobs/${biggest.digest}`))));
-          rate[name]!.push(run.value.reduce((s, r) => s + r.bytes, 0) / MiB / run.seconds);
+          const run = await drainInChild(`${server.url}/v2/library/big/blobs/${biggest.digest}`, clients);
+          rate[name]!.push(run.bytes / MiB / run.seconds);
         }
       }
       rows.push({ figure: `cached ${Math.round(biggest.bytes.length / MiB)} MiB blob, ${clients} client${clients > 1 ? 's' : ''} (aggregate, median of ${ROUNDS})`, peer: median(rate['peer']!), pullthrough: median(rate['pullthrough']!), unit: 'MiB/s', better: 'higher' });
