@@ -17,7 +17,8 @@ const KiB = 1024;
  * senders are done with for the next ones. A lone client gets 1 MiB reads: each read and socket
  * write costs an event-loop turn and a thread-pool hop, and 1 MiB moved a cached blob with about
  * half the CPU of 256 KiB. Many clients share a fixed total (8 MiB; each sender holds two
- * buffers), so memory stays bounded however many pull at once, down to a floor of 64 KiB reads.
+ * buffers), so memory stays bounded however many pull at once, down to a floor of 64 KiB reads (a
+ * 32 KiB floor cut 200 readers' RSS by ~10 MiB more, but their throughput by a third).
  * Pooling matters as much as sizing: a new buffer per request is external memory V8 collects
  * late, so a busy server's RSS would grow by tens of MiB of garbage.
  */

@@ -36,22 +36,15 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
   // Pooled by the budget: a busy server reuses the same few buffers for request after request.
   const buffers: Buffer[] = [];
   const inFlight: Array<Promise<void> | undefined> = [undefined, undefined];
-  let closed: (() => void) | undefined;
-  const destClosed = new Promise<never>((_, reject) => {
-    const onClose = () => reject(Object.assign(new Error('the receiver went away'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
-    if (dest.destroyed) return onClose();
-    dest.once('close', onClose);
-    closed = () => dest.off('close', onClose);
-  });
-  destClosed.catch(() => undefined);
+  const receiver = new ReceiverWatch(dest);
   let position = options.start;
   let sent = 0;
   try {
     for (let turn = 0; end === undefined || position < end; turn ^= 1) {
-      const ready = await Promise.race([source.available(position), destClosed]);
+      const ready = await receiver.guard(source.available(position));
       if (ready === 0) break;
       // The buffer's previous chunk must be out of the socket's hands before it is overwritten.
-      if (inFlight[turn]) await Promise.race([inFlight[turn], destClosed]);
+      if (inFlight[turn]) await receiver.guard(inFlight[turn]!);
       const size = lease.chunkBytes;
       if (buffers[turn]?.length !== size) {
         if (buffers[turn]) lease.give(buffers[turn]!);
@@ -61,7 +54,7 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
       const length = Math.min(size, ready, end === undefined ? Infinity : end - position);
       const bytesRead = await source.read(buffer, length, position);
       if (bytesRead === 0) throw new Error(`the file ended at ${position} bytes, before its expected end`);
-      if (dest.destroyed) await destClosed;
+      receiver.check();
       inFlight[turn] = new Promise<void>((resolve, reject) => {
         dest.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
       });
@@ -71,13 +64,58 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
       options.onBytes?.(bytesRead);
     }
     // Both buffers flushed: the caller may end the response, and a failed write surfaces here.
-    await Promise.race([Promise.all(inFlight), destClosed]);
+    await receiver.guard(Promise.all(inFlight));
     // Only now is no socket holding them (after a failure they are left to the collector).
     for (const buffer of buffers) lease.give(buffer);
     return sent;
   } finally {
-    closed?.();
+    receiver.dispose();
     lease.release();
     source.close();
+  }
+}
+
+const prematureClose = () => Object.assign(new Error('the receiver went away'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+
+/**
+ * Makes each wait of a send also end when the receiver closes. One wait at a time holds the
+ * rejection; racing every wait against one long-lived "closed" promise instead would hang a
+ * reaction on it per chunk, kept until the send ends (promoted garbage, hundreds per blob).
+ */
+class ReceiverWatch {
+  readonly #dest: Writable;
+  readonly #onClose: () => void;
+  #error: Error | undefined;
+  #reject: ((err: Error) => void) | undefined;
+
+  constructor(dest: Writable) {
+    this.#dest = dest;
+    this.#onClose = () => {
+      this.#error = prematureClose();
+      this.#reject?.(this.#error);
+    };
+    if (dest.destroyed) this.#error = prematureClose();
+    else dest.once('close', this.#onClose);
+  }
+
+  /** Throws when the receiver has closed. */
+  check(): void {
+    if (this.#error || this.#dest.destroyed) throw this.#error ?? prematureClose();
+  }
+
+  guard<T>(work: Promise<T>): Promise<T> {
+    if (this.#error) {
+      work.catch(() => undefined);
+      return Promise.reject(this.#error);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#reject = reject;
+      work.then(resolve, reject);
+    });
+  }
+
+  dispose(): void {
+    this.#reject = undefined;
+    this.#dest.off('close', this.#onClose);
   }
 }
