@@ -1,5 +1,6 @@
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
@@ -9,7 +10,7 @@ import type { AccessPolicy } from './access-policy.js';
 import type { BlobFills } from './blob-fill.js';
 import type { ManifestFill } from './manifest-fill.js';
 import { createManifestLookup, notFound, offlineMiss, type ManifestLookupOptions } from './manifest-lookup.js';
-import type { Registry } from './registry.js';
+import type { BlobSender, Registry } from './registry.js';
 import { isUpstreamOutage, staleWarning } from './tag-freshness.js';
 
 export type PullThroughOptions = ManifestLookupOptions;
@@ -40,6 +41,23 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
   const { metrics, index, access } = deps;
   const manifests = createManifestLookup(options, deps);
 
+  /**
+   * Sends a cached blob. A file that vanished under its row (removed by hand, a damaged disk) drops
+   * the row, as start-up reconciliation would, so the next request fills it again instead of
+   * failing the same way forever.
+   */
+  const sendCached = (digest: Digest): BlobSender => async (dest, sendOptions) => {
+    try {
+      return await deps.store.send(digest, dest, sendOptions);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        index.deleteContent([digest.value]);
+        deps.logger.warn({ digest: digest.value }, 'cached blob file is gone; its index row was dropped and the next request fetches it again');
+      }
+      throw err;
+    }
+  };
+
   return {
     async getManifest(request, reference, { accept, credentials }) {
       const route = deps.router.route(request);
@@ -56,7 +74,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
         await access.authorizeContent(link, digest.value, requester, probe, isOffline);
         metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
         index.recordAccess(digest.value);
-        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? (dest, options) => deps.store.send(digest, dest, options) : undefined };
+        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? sendCached(digest) : undefined };
       }
       if (isOffline) throw offlineMiss(metrics, 'BLOB_UNKNOWN', `blob ${digest.value}`, link.upstream);
       const credentials = access.upstreamCredentials(link, requester);
@@ -73,7 +91,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
           const landed = index.getContent(digest.value);
           if (landed) {
             metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
-            return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: (dest, options) => deps.store.send(digest, dest, options) };
+            return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: sendCached(digest) };
           }
         }
         const fill = await deps.fills.join(route.upstream, link, digest, credentials);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -187,5 +187,32 @@ describe('blob fill', () => {
     assert.equal(head.status, 200);
     assert.equal(head.headers.get('content-length'), String(blob.bytes.length));
     assert.equal(upstreamGets(), 0);
+  });
+  it('gives 30 concurrent readers of a cached blob, whole and in ranges, exactly their bytes', async () => {
+    // Responses share a pool of reused buffers: any reuse before the socket let go would show here.
+    await getBytes(blobUrl);
+    const size = blob.bytes.length;
+    const asks = Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? { start: (i * 99_991) % size, end: size - 1 - i } : undefined));
+    const answers = await Promise.all(asks.map((range) => getBytes(blobUrl, range ? { headers: { range: `bytes=${range.start}-${range.end}` } } : {})));
+    answers.forEach((answer, i) => {
+      const range = asks[i];
+      assert.equal(answer.status, range ? 206 : 200);
+      assert.ok(answer.body.equals(range ? blob.bytes.subarray(range.start, range.end + 1) : blob.bytes), `reader ${i} got other bytes`);
+    });
+    assert.equal(upstreamGets(), 1);
+  });
+
+  it('answers an OCI error when a cached file vanished, and fetches it again on the next request', async () => {
+    await getBytes(blobUrl);
+    // Indexed only once the fill has ended (after the client's last byte).
+    await waitFor(async () => (await metricValue(cache.url, 'pullthrough_fills_in_flight')) === 0, 'the fill to commit');
+    await rm(blobPath(cache.storageRoot, blob.digest));
+    const broken = await getBytes(blobUrl);
+    assert.equal(broken.status, 500);
+    assert.ok(JSON.parse(broken.body.toString()).errors[0].code, 'an OCI error body, not a cut connection');
+    const healed = await getBytes(blobUrl);
+    assert.equal(healed.status, 200);
+    assert.ok(healed.body.equals(blob.bytes));
+    assert.equal(upstreamGets(), 2);
   });
 });
