@@ -116,6 +116,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       tagTtlMs: createTagTtlPolicy(config.upstreams),
       notFoundTtlMs: (host) => settingsOf(host)?.notFoundTtl ?? 0,
       isOffline,
+      prefetchBlobs: config.cache.prefetchBlobs,
     },
     { router, store, index, manifests, fills, access, metrics, logger, now },
   );

@@ -16,6 +16,7 @@ export interface Metrics {
   readonly servedBytes: Counter<'source'>;
   /** Upstream bodies that did not match their digest or size; never committed. */
   readonly digestMismatches: Counter;
+  readonly prefetches: Counter;
   readonly fillsInFlight: Gauge;
   readonly fillSeconds: Histogram<'result'>;
   /** HTTP requests by kind (manifest, blob, tags, …), method, result (hit, miss, joined, revalidated, stale, error, none) and status. */
@@ -95,6 +96,12 @@ export function createMetrics(options: { withDefaultMetrics: boolean; storageSta
     digestMismatches: new Counter({
       name: 'pullthrough_digest_mismatches_total',
       help: 'Upstream bodies whose digest or size did not match; discarded.',
+      registers,
+    }),
+    prefetches: new Counter({
+      name: 'pullthrough_prefetched_blobs_total',
+      help: "Blobs of an image fetched ahead of the client once its manifest came from upstream, by how the fill ended.",
+      labelNames: ['result'] as const,
       registers,
     }),
     fillsInFlight: new Gauge({

@@ -19,6 +19,8 @@ export interface JoinedFill {
   readonly isStarter: boolean;
   /** Sends `range` (or all) of the blob as it lands. */
   send: BlobSender;
+  /** Settles when the fill has ended: committed, or failed (it never rejects). */
+  readonly done: Promise<void>;
 }
 
 /** Starts and joins blob fills; at most one upstream fetch per digest at a time. */
@@ -156,7 +158,7 @@ export function createBlobFills(
         const lease = deps.store.readBudget.acquire();
         return sendBytes(new FillSource(joined), dest, { start: range?.start ?? 0, end: range ? range.end + 1 : undefined, lease, ...(onBytes ? { onBytes } : {}) });
       };
-      return { size: joined.size, isStarter, send };
+      return { size: joined.size, isStarter, send, done: joined.done };
     },
     get size() {
       return running.size;

@@ -1,9 +1,11 @@
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { Digest } from '../oci/digest.js';
+import { parseDigest, type Digest } from '../oci/digest.js';
+import { manifestReferences } from '../oci/manifest.js';
 import { OciError } from '../oci/errors.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { Credentials } from '../config/credentials.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
 import type { Route, UpstreamRouter } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
@@ -13,7 +15,10 @@ import { createManifestLookup, notFound, offlineMiss, type ManifestLookupOptions
 import type { BlobSender, Registry } from './registry.js';
 import { isUpstreamOutage, staleWarning } from './tag-freshness.js';
 
-export type PullThroughOptions = ManifestLookupOptions;
+export interface PullThroughOptions extends ManifestLookupOptions {
+  /** Blobs of a freshly fetched image manifest filled ahead of the client, at a time; 0 = none. */
+  readonly prefetchBlobs: number;
+}
 
 export interface PullThroughDeps {
   readonly router: UpstreamRouter;
@@ -58,10 +63,46 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
     }
   };
 
+  /**
+   * A client that got an image manifest from upstream will ask for its blobs next, usually one
+   * (skopeo) to three (containerd) at a time: fill them ahead, a few at a time, with the same
+   * credentials, so the next layer is on disk, or landing, when it is asked for. Clients then
+   * join these fills; nothing is served that they would not have been served anyway.
+   */
+  function prefetch(route: Route, bytes: Buffer, mediaType: string, requester: Credentials | undefined): void {
+    if (options.prefetchBlobs <= 0) return;
+    const link = linkOf(route);
+    const credentials = access.upstreamCredentials(link, requester);
+    const queue: Digest[] = [];
+    for (const descriptor of manifestReferences(bytes, mediaType).blobs) {
+      try {
+        queue.push(parseDigest(descriptor.digest));
+      } catch {
+        // Not a digest we could fetch by; a client asking for it gets the error then.
+      }
+    }
+    const worker = async (): Promise<void> => {
+      for (let digest = queue.shift(); digest; digest = queue.shift()) {
+        if (index.getContent(digest.value) || deps.fills.isRunning(digest)) continue;
+        try {
+          const fill = await deps.fills.join(route.upstream, link, digest, credentials);
+          await fill.done;
+          metrics.prefetches.inc({ result: index.getContent(digest.value) ? 'committed' : 'failed' });
+        } catch {
+          // The upstream refused or is gone: the client's own request will say so.
+          metrics.prefetches.inc({ result: 'failed' });
+        }
+      }
+    };
+    for (let i = 0; i < Math.min(options.prefetchBlobs, queue.length); i++) void worker();
+  }
+
   return {
     async getManifest(request, reference, { accept, credentials }) {
       const route = deps.router.route(request);
-      return reference.kind === 'tag' ? manifests.byTag(route, reference.tag, accept, credentials) : manifests.byDigest(route, reference.digest, accept, credentials);
+      const result = reference.kind === 'tag' ? await manifests.byTag(route, reference.tag, accept, credentials) : await manifests.byDigest(route, reference.digest, accept, credentials);
+      if (result.result === 'miss' && result.bytes) prefetch(route, result.bytes, result.mediaType, credentials);
+      return result;
     },
 
     async getBlob(request, digest, { method, credentials: requester }) {

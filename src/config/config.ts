@@ -179,6 +179,13 @@ export const configSchema = z
         manifestMemoryBytes: size.default(64 * 2 ** 20),
         /** Upper bound on one blob fill, which goes on after its client has gone. @default 30m */
         fillTimeout: duration.default(1_800_000),
+        /**
+         * When an image manifest comes from upstream, fetch its blobs ahead of the client, this many
+         * at a time (clients fetch layers one to three at a time); 0 = only what clients ask. Off by
+         * default: tools that only read manifests (update checkers, `skopeo inspect`) would
+         * otherwise pull whole images. @default 0
+         */
+        prefetchBlobs: z.number().int().min(0).max(16).default(0),
       })
       .prefault({}),
     admin: z

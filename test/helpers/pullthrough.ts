@@ -46,7 +46,7 @@ export interface UpstreamSpec {
 export async function startPullthrough(options: {
   upstreams: UpstreamSpec[];
   storageRoot?: string;
-  cache?: Record<string, string>;
+  cache?: Record<string, string | number>;
   storage?: Record<string, string | number>;
   admin?: { token?: string; tokenFile?: string };
   now?: () => number;

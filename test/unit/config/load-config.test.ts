@@ -24,6 +24,7 @@ describe('config', () => {
     assert.equal(config.listen, '127.0.0.1:5000');
     assert.equal(config.storage.root, './storage');
     assert.equal(config.cache.maxManifestBytes, 4 * 1024 * 1024);
+    assert.equal(config.cache.prefetchBlobs, 0, 'prefetch is opt-in');
     assert.equal(config.upstreams[0]?.tagTtl, 300_000);
     assert.equal(config.upstreams[0]?.timeouts.connect, 10_000);
     assert.ok(Object.isFrozen(config.upstreams[0]));
@@ -32,11 +33,12 @@ describe('config', () => {
   it('reports every problem at once, each with its key path', () => {
     const found = problems({
       lisen: 'x',
-      cache: { maxManifestBytes: '4 bananas' },
+      cache: { maxManifestBytes: '4 bananas', prefetchBlobs: -1 },
       upstreams: [{ host: 'docker.io', url: 'ftp://example', tagTtl: 'soon', extra: true }],
     });
     assert.ok(found.includes('lisen: unknown key'), found.join('\n'));
     assert.ok(found.some((p) => p.startsWith('cache.maxManifestBytes: expected a size')));
+    assert.ok(found.some((p) => p.startsWith('cache.prefetchBlobs: ')), found.join('\n'));
     assert.ok(found.some((p) => p.startsWith('upstreams[0].url: ')));
     assert.ok(found.some((p) => p.startsWith('upstreams[0].tagTtl: expected a duration')));
     assert.ok(found.includes('upstreams[0].extra: unknown key'));
