@@ -116,11 +116,11 @@ async function main(): Promise<void> {
 
     const peerPort = await freePort();
     const peer = await startDistribution({ proxyRemoteUrl: upstream.url, port: peerPort });
-    const startPullthrough = async (name: string, tagTtl: string) => {
+    const startPullthrough = async (name: string, tagTtl: string, extra = '') => {
       const port = await freePort();
       const config = path.join(work, `${name}.yaml`);
       await mkdir(path.join(work, name), { recursive: true });
-      await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true, tagTtl: "${tagTtl}" }\n`);
+      await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true, tagTtl: "${tagTtl}" }\n${extra}`);
       // As npm start, the bin and the container run it.
       const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', config]);
       daemons.push(daemon);
@@ -129,6 +129,8 @@ async function main(): Promise<void> {
     };
     const pt = await startPullthrough('pullthrough', '5m');
     const ptAlways = await startPullthrough('pullthrough-ttl0', '0');
+    // The same, filling an image's blobs ahead of the client (off by default; README "Configuration").
+    const ptPrefetch = await startPullthrough('pullthrough-prefetch', '5m', 'cache: { prefetchBlobs: 3 }\n');
     const servers = { peer: { url: peer.url, host: `127.0.0.1:${peerPort}`, pid: peer.pid }, pullthrough: pt };
     /** Peak RSS of each server, phase by phase (VmHWM is reset at each phase's start). */
     const phasePeaks: Array<{ phase: string; peer: number; pullthrough: number }> = [];
@@ -142,7 +144,8 @@ async function main(): Promise<void> {
 
     log('1. cold pulls…');
     await startPhase('cold pull');
-    const cold: Record<string, Array<{ ratio: number; upstreamBytes: number }>> = { peer: [], pullthrough: [] };
+    const cold: Record<string, Array<{ ratio: number; upstreamBytes: number }>> = { peer: [], pullthrough: [], prefetch: [] };
+    const coldServers = { ...servers, prefetch: ptPrefetch };
     const directSeconds: number[] = [];
     for (let round = 0; round < COLD_ROUNDS; round++) {
       const repository = round === 0 ? 'library/big' : `library/cold-${round}`;
@@ -150,10 +153,10 @@ async function main(): Promise<void> {
       await direct.value.cleanup();
       directSeconds.push(direct.seconds);
       // Peer and pullthrough take turns going first, so neither always meets a warmer machine.
-      const order = round % 2 === 0 ? (['peer', 'pullthrough'] as const) : (['pullthrough', 'peer'] as const);
+      const order = round % 2 === 0 ? (['peer', 'pullthrough', 'prefetch'] as const) : (['prefetch', 'pullthrough', 'peer'] as const);
       for (const name of order) {
         const before = upstreamBytes();
-        const pull = await timed(() => skopeoCopy(`${servers[name].host}/${repository}:1.0`, { tlsVerify: false }));
+        const pull = await timed(() => skopeoCopy(`${coldServers[name].host}/${repository}:1.0`, { tlsVerify: false }));
         await pull.value.cleanup();
         // distribution's proxy finishes writing its copy after the client is served; give it a moment.
         await new Promise((r) => setTimeout(r, 2_000));
@@ -163,7 +166,8 @@ async function main(): Promise<void> {
     const coldRatio = (name: string) => median(cold[name]!.map((c) => c.ratio));
     const coldBytes = (name: string) => median(cold[name]!.map((c) => c.upstreamBytes)) / imageBytes;
     rows.push({ figure: `cold pull, ${Math.round(imageBytes / MiB)} MiB image, × the direct pull of the same round (direct: median ${median(directSeconds).toFixed(2)} s; median of ${COLD_ROUNDS})`, peer: coldRatio('peer'), pullthrough: coldRatio('pullthrough'), unit: '×', better: 'lower' });
-    rows.push({ figure: 'upstream bytes per image byte, cold pull', peer: coldBytes('peer'), pullthrough: coldBytes('pullthrough'), unit: '×', better: 'lower' });
+    rows.push({ figure: 'cold pull as above, pullthrough with cache.prefetchBlobs: 3', peer: coldRatio('peer'), pullthrough: coldRatio('prefetch'), unit: '×', better: 'lower' });
+    rows.push({ figure: 'upstream bytes per image byte, cold pull (prefetch too)', peer: coldBytes('peer'), pullthrough: Math.max(coldBytes('pullthrough'), coldBytes('prefetch')), unit: '×', better: 'lower' });
 
     log('2. warm pulls…');
     await startPhase('warm pull');
