@@ -34,7 +34,7 @@ export interface BlobFills {
   isRunning(digest: Digest): boolean;
   /** Fills still running. */
   readonly size: number;
-  /** Resolves when every running fill has ended (for shutdown and tests). */
+  /** Resolves when every running fill has ended (for shutdown); no fill starts after it is called. */
   drain(): Promise<void>;
 }
 
@@ -78,6 +78,8 @@ export function createBlobFills(
   deps: { store: BlobStore; index: MetadataIndex; metrics: Metrics; logger: Logger; onCommit?: () => void },
 ): BlobFills {
   const running = new Map<string, BlobFill>();
+  // Set at shutdown: a fill started now (a prefetch queue moving on) would outlive the index.
+  let draining = false;
 
   function start(upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined): BlobFill {
     let markReady!: () => void;
@@ -145,6 +147,7 @@ export function createBlobFills(
       let fill = running.get(digest.value);
       const isStarter = fill === undefined;
       if (!fill) {
+        if (draining) throw new Error('shutting down: no new downloads');
         fill = start(upstream, link, digest, credentials);
         running.set(digest.value, fill);
       }
@@ -164,6 +167,7 @@ export function createBlobFills(
       return running.size;
     },
     async drain() {
+      draining = true;
       await Promise.all([...running.values()].map((fill) => fill.done));
     },
   };

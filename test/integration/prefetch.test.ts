@@ -62,4 +62,18 @@ describe('blob prefetch (cache.prefetchBlobs)', () => {
     release();
     await waitUntil(async () => (await metricValue(cache!.url, 'pullthrough_prefetched_blobs_total', { result: 'committed' })) === 3, 'the rest, one after another');
   });
+  it('starts no more of its queue once the server is shutting down', async () => {
+    const image = makeImage({ layerSizes: [1000, 2000, 3000] });
+    upstream.addImage('library/late', 'v1', image);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    for (const blob of blobsOf(image)) upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 100, release: gate });
+    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: upstream.url, default: true }], cache: { prefetchBlobs: 1 } });
+    assert.equal((await fetch(`${cache.url}/v2/library/late/manifests/v1`, { headers: accept })).status, 200);
+    const closing = cache.close();
+    cache = undefined;
+    release();
+    await closing;
+    assert.equal(upstream.count('GET', /library\/late\/blobs\//), 1, 'the running fill finished; the queue stopped');
+  });
 });
