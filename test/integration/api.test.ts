@@ -131,9 +131,9 @@ describe('registry API: routing, errors, listings', () => {
   });
 
   it('answers 503 UNAVAILABLE naming the upstream when it cannot be reached', async () => {
-    const dead = await startFakeUpstream();
-    const url = dead.url;
-    await dead.close();
+    // Port 1 on loopback: nothing listens there. (A port freed by closing a server could be handed
+    // straight back to the next listener, even this very pullthrough, which then asks itself.)
+    const url = 'http://127.0.0.1:1';
     const isolated = await startPullthrough({ upstreams: [{ host: 'docker.io', url, default: true, timeouts: { connect: '2s' } }] });
     try {
       const res = await request(isolated.url).get('/v2/library/nginx/manifests/1.25').expect(503);
