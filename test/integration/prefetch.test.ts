@@ -50,27 +50,28 @@ describe('blob prefetch (cache.prefetchBlobs)', () => {
     assert.equal(upstream.count('GET', /library\/plain\/blobs\//), 0);
   });
 
-  it('starts its fills before the manifest is answered', async () => {
-    const image = makeImage({ layerSizes: [1000, 2000] });
-    upstream.addImage('library/eager', 'v1', image);
+  /** An image whose blobs the upstream holds after their first 100 bytes until `release`, pulled by manifest through a cache prefetching one at a time. */
+  async function gatedPull(repository: string, layerSizes: number[]): Promise<{ release: () => void }> {
+    const image = makeImage({ layerSizes });
+    upstream.addImage(repository, 'v1', image);
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     for (const blob of blobsOf(image)) upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 100, release: gate });
     cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: upstream.url, default: true }], cache: { prefetchBlobs: 1 } });
-    assert.equal((await fetch(`${cache.url}/v2/library/eager/manifests/v1`, { headers: accept })).status, 200);
-    assert.equal(await metricValue(cache.url, 'pullthrough_fills_in_flight'), 1, 'one at a time, as configured');
+    assert.equal((await fetch(`${cache.url}/v2/${repository}/manifests/v1`, { headers: accept })).status, 200);
+    return { release };
+  }
+
+  it('starts its fills before the manifest is answered', async () => {
+    const { release } = await gatedPull('library/eager', [1000, 2000]);
+    assert.equal(await metricValue(cache!.url, 'pullthrough_fills_in_flight'), 1, 'one at a time, as configured');
     release();
     await waitUntil(async () => (await metricValue(cache!.url, 'pullthrough_prefetched_blobs_total', { result: 'committed' })) === 3, 'the rest, one after another');
   });
+
   it('starts no more of its queue once the server is shutting down', async () => {
-    const image = makeImage({ layerSizes: [1000, 2000, 3000] });
-    upstream.addImage('library/late', 'v1', image);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    for (const blob of blobsOf(image)) upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 100, release: gate });
-    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: upstream.url, default: true }], cache: { prefetchBlobs: 1 } });
-    assert.equal((await fetch(`${cache.url}/v2/library/late/manifests/v1`, { headers: accept })).status, 200);
-    const closing = cache.close();
+    const { release } = await gatedPull('library/late', [1000, 2000, 3000]);
+    const closing = cache!.close();
     cache = undefined;
     release();
     await closing;
