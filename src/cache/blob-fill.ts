@@ -155,7 +155,7 @@ export function createBlobFills(
       const joined = fill;
       const send: BlobSender = async (dest, options = {}) => {
         // A fill that ended has released its descriptor: read the committed file instead.
-        if (joined.state === 'committed') return deps.store.send(digest, dest, options);
+        if (joined.state === 'committed') return deps.store.send(digest, dest, { ...options, size: joined.writer.written });
         if (joined.state === 'failed') throw joined.error ?? new Error('blob fill failed');
         const { range, onBytes } = options;
         const lease = deps.store.readBudget.acquire();

@@ -51,9 +51,9 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
    * the row, as start-up reconciliation would, so the next request fills it again instead of
    * failing the same way forever.
    */
-  const sendCached = (digest: Digest): BlobSender => async (dest, sendOptions) => {
+  const sendCached = (digest: Digest, size: number): BlobSender => async (dest, sendOptions) => {
     try {
-      return await deps.store.send(digest, dest, sendOptions);
+      return await deps.store.send(digest, dest, { ...sendOptions, size });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         index.deleteContent([digest.value]);
@@ -115,7 +115,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
         await access.authorizeContent(link, digest.value, requester, probe, isOffline);
         metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
         index.recordAccess(digest.value);
-        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? sendCached(digest) : undefined };
+        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? sendCached(digest, record.size) : undefined };
       }
       if (isOffline) throw offlineMiss(metrics, 'BLOB_UNKNOWN', `blob ${digest.value}`, link.upstream);
       const credentials = access.upstreamCredentials(link, requester);
@@ -132,7 +132,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
           const landed = index.getContent(digest.value);
           if (landed) {
             metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
-            return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: sendCached(digest) };
+            return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: sendCached(digest, landed.size) };
           }
         }
         const fill = await deps.fills.join(route.upstream, link, digest, credentials);

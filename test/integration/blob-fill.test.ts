@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -214,5 +214,11 @@ describe('blob fill', () => {
     assert.equal(healed.status, 200);
     assert.ok(healed.body.equals(blob.bytes));
     assert.equal(upstreamGets(), 2);
+  });
+  it('cuts the connection when a cached file is shorter than its indexed size, never a short 200', async () => {
+    await getBytes(blobUrl);
+    await waitFor(async () => (await metricValue(cache.url, 'pullthrough_fills_in_flight')) === 0, 'the fill to commit');
+    await truncate(blobPath(cache.storageRoot, blob.digest), 1000);
+    await assert.rejects(getBytes(blobUrl), 'the body must not end cleanly');
   });
 });
