@@ -18,7 +18,9 @@ export type Fault =
   /** No Content-Length: a chunked body. */
   | { type: 'no-length' }
   /** Waits before answering (HEAD included), so concurrent requests truly overlap. */
-  | { type: 'delay'; ms: number };
+  | { type: 'delay'; ms: number }
+  /** Answers with exactly this (a hostile upstream's idea of a manifest or blob). */
+  | { type: 'raw'; status: number; headers?: Record<string, string>; body?: string | Buffer };
 
 export interface RecordedRequest {
   readonly method: string;
@@ -41,6 +43,8 @@ export interface FakeUpstream {
   /** Adds an image or index with all its blobs, tagged. */
   addImage(repository: string, tag: string, image: ImageManifest | ImageIndex): void;
   setFault(key: string, fault: Fault | undefined): void;
+  /** Makes a repository need credentials from `users` (or public again). */
+  setPrivate(repository: string, isPrivate: boolean): void;
   close(): Promise<void>;
 }
 
@@ -52,6 +56,16 @@ export interface FakeUpstreamOptions {
   /** Repositories that need HTTP Basic credentials from `users` (a Basic challenge otherwise). */
   readonly privateRepositories?: readonly string[];
   readonly users?: Record<string, string>;
+  /** What a request with wrong credentials for a private repository gets: 401 with a challenge (default), or 404 as some registries answer. */
+  readonly unauthorizedStatus?: 401 | 404;
+  /** A lying upstream: HEAD of any blob digest answers 200, as if it held it. */
+  readonly lieOnHead?: boolean;
+  /** Manifests whose media type the request's Accept does not name (and no wildcard) answer 404, as distribution does. */
+  readonly strictAccept?: boolean;
+  /** Blobs are served only through repositories an image holding them was added to (as real registries do). */
+  readonly scopedBlobs?: boolean;
+  /** Runs before a request is handled (after it is recorded); a test can hold requests here. */
+  readonly onRequest?: (req: RecordedRequest) => Promise<void> | void;
 }
 
 function sendError(res: ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
@@ -100,14 +114,19 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const manifests = new Map<string, Blob>();
   const faults = new Map<string, Fault>();
   const requests: RecordedRequest[] = [];
+  const privateRepositories = new Set(options.privateRepositories ?? []);
+  const blobRepositories = new Map<string, Set<string>>();
   let tokens = 0;
   let url = '';
 
   const server: Server = createServer((req, res) => {
     for (const [name, value] of Object.entries(options.responseHeaders ?? {})) res.setHeader(name, value);
     const parsed = new URL(req.url ?? '/', 'http://fake');
-    requests.push({ method: req.method ?? 'GET', path: parsed.pathname, query: parsed.searchParams, headers: req.headers });
-    void handle(req, res, parsed).catch(() => res.destroy());
+    const recorded = { method: req.method ?? 'GET', path: parsed.pathname, query: parsed.searchParams, headers: req.headers };
+    requests.push(recorded);
+    void Promise.resolve(options.onRequest?.(recorded))
+      .then(() => handle(req, res, parsed))
+      .catch(() => res.destroy());
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse, parsed: URL): Promise<void> {
@@ -125,9 +144,15 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     if (path === '/v2/' || path === '/v2') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     if (!match) return sendError(res, 404, 'NOT_FOUND');
     const [, repository = '', kind, reference = ''] = match;
-    if (options.privateRepositories?.includes(repository)) {
+    if (privateRepositories.has(repository)) {
       const [user = '', password = ''] = Buffer.from(/^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '', 'base64').toString().split(':');
-      if (!user || options.users?.[user] !== password) return sendError(res, 401, 'UNAUTHORIZED', { 'www-authenticate': 'Basic realm="fake"' });
+      if (!user || options.users?.[user] !== password) {
+        if (options.unauthorizedStatus === 404 && user) return sendError(res, 404, kind === 'blobs' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN');
+        return sendError(res, 401, 'UNAUTHORIZED', { 'www-authenticate': 'Basic realm="fake"' });
+      }
+    }
+    if (options.lieOnHead && kind === 'blobs' && req.method === 'HEAD') {
+      return void res.writeHead(200, { 'content-length': '1000', 'docker-content-digest': reference }).end();
     }
     if (kind === 'tags') {
       const tags = [...manifests.keys()].filter((k) => k.startsWith(`${repository}:`) && !k.includes('@')).map((k) => k.slice(repository.length + 1));
@@ -145,8 +170,14 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     if (fault?.type === 'delay') await sleep(fault.ms);
     if (fault?.type === 'status') return sendError(res, fault.status, `STATUS_${fault.status}`, fault.headers);
     if (fault?.type === 'redirect') return void res.writeHead(307, { location: fault.location }).end();
-    const content = kind === 'manifests' ? manifests.get(key) : blobs.get(reference);
+    if (fault?.type === 'raw') return void res.writeHead(fault.status, fault.headers ?? {}).end(req.method === 'HEAD' ? undefined : fault.body);
+    const isOutOfScope = options.scopedBlobs && kind === 'blobs' && !blobRepositories.get(reference)?.has(repository);
+    const content = kind === 'manifests' ? manifests.get(key) : isOutOfScope ? undefined : blobs.get(reference);
     if (!content) return sendError(res, 404, kind === 'manifests' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN');
+    if (options.strictAccept && kind === 'manifests') {
+      const accepted = String(req.headers.accept ?? '').split(',').map((t) => t.split(';')[0]?.trim());
+      if (!accepted.includes(content.mediaType) && !accepted.includes('*/*')) return sendError(res, 404, 'MANIFEST_UNKNOWN');
+    }
     const isManifest = kind === 'manifests';
     await sendBody(req, res, content.bytes, isManifest ? content.mediaType : 'application/octet-stream', content.digest, fault);
   }
@@ -179,13 +210,20 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       const images = 'images' in image ? image.images : [image];
       for (const m of images) {
         fake.addManifest(repository, m);
-        for (const b of [m.config, ...m.layers]) fake.addBlob(b);
+        for (const b of [m.config, ...m.layers]) {
+          fake.addBlob(b);
+          blobRepositories.set(b.digest, (blobRepositories.get(b.digest) ?? new Set()).add(repository));
+        }
       }
       fake.addManifest(repository, image, tag);
     },
     setFault(key, fault) {
       if (fault) faults.set(key, fault);
       else faults.delete(key);
+    },
+    setPrivate(repository, isPrivate) {
+      if (isPrivate) privateRepositories.add(repository);
+      else privateRepositories.delete(repository);
     },
     async close() {
       server.closeAllConnections();

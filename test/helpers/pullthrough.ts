@@ -40,6 +40,9 @@ export interface UpstreamSpec {
   breaker?: { failures?: number; openFor?: string };
   credentials?: { username?: string; password?: string; passwordFile?: string; dockerConfig?: string; shared?: boolean };
   timeouts?: Record<string, string>;
+  accessTtl?: string;
+  allowOrigins?: string[];
+  allowPrivate?: string[];
 }
 
 /** Starts pullthrough in this process on a loopback port, with a fresh storage root unless one is given. */
@@ -53,6 +56,8 @@ export async function startPullthrough(options: {
   captureRequests?: boolean;
   tls?: { cert: string; key: string };
   offline?: boolean;
+  /** More top-level config keys (publicUrl, metrics, status, …). */
+  extra?: Record<string, unknown>;
 }): Promise<RunningPullthrough> {
   const requests: LoggedRequest[] = [];
   const sink = new Writable({
@@ -77,6 +82,7 @@ export async function startPullthrough(options: {
       ...(options.tls && { tls: options.tls }),
       ...(options.offline !== undefined && { offline: options.offline }),
       ...(options.admin && { admin: options.admin }),
+      ...options.extra,
     },
     {},
     'test',
