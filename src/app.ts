@@ -22,7 +22,8 @@ import { createBlobStore } from './storage/blob-store.js';
 import { createManifestCache } from './storage/manifest-cache.js';
 import { createMetadataIndex } from './storage/metadata-index.js';
 import { reconcileStorage } from './storage/reconcile.js';
-import { createUpstream, type Upstream } from './upstream/upstream-client.js';
+import { createNetworkPolicy, isAllowedHost } from './upstream/network-policy.js';
+import { createUpstream } from './upstream/upstream-client.js';
 import { createUpstreamRouter } from './upstream/upstream-router.js';
 
 export interface AppDeps {
@@ -44,10 +45,12 @@ export interface App {
 }
 
 const ACCESS_FLUSH_MS = 5_000;
+/** Catch-all upstreams kept at once (least recently used closed past it), and how many get a metric label of their own. */
+const MAX_CATCH_ALL_HOSTS = 1_000;
+const NAMED_CATCH_ALL_HOSTS = 20;
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 /** Blobs unreferenced and unread for this long, and files the index does not know, are garbage. */
 export const GC_GRACE_MS = 3_600_000;
-/** How long the upstream's yes to one client's credentials for one repository is taken without asking again. */
-const ACCESS_DECISION_TTL_MS = 60_000;
 
 /** Reads a file the config names (TLS keys, the admin token); a missing one stops start-up naming its key. */
 function readConfiguredFile(key: string, file: string): Buffer {
@@ -73,19 +76,28 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
 
   const listed = config.upstreams.filter((u) => u.host !== '*');
   const catchAll = config.upstreams.find((u) => u.host === '*');
-  const upstreams = listed.map((upstream) => createUpstream({ ...upstream, url: upstream.url ?? '' }, { metrics, logger, now }));
-  const dynamic: Upstream[] = [];
+  const userAgent = `pullthrough/${VERSION}`;
+  // A listed upstream's url is where the operator pointed: trusted on any address. Nothing else is.
+  const upstreams = listed.map((upstream) => createUpstream({ ...upstream, url: upstream.url ?? '', isUrlTrusted: true, allowPrivate: [], userAgent }, { metrics, logger, now }));
   const defaultHost = config.upstreams.find((u) => u.default)?.host;
+  const catchAllNetwork = catchAll && createNetworkPolicy({ trustedOrigins: catchAll.allowOrigins, allowPrivate: catchAll.allowPrivate });
+  let catchAllHosts = 0;
   const router = createUpstreamRouter(upstreams, {
     defaultHost,
-    // An opt-in: pullthrough then connects to whatever registry host a client names.
-    ...(catchAll && {
-      catchAll: (host: string) => {
-        const upstream = createUpstream({ ...catchAll, host, url: (catchAll.url ?? 'https://{host}').replace('{host}', host) }, { metrics, logger, now });
-        dynamic.push(upstream);
-        return upstream;
-      },
-    }),
+    // An opt-in: pullthrough then connects to whatever public registry host a client names.
+    ...(catchAll &&
+      catchAllNetwork && {
+        catchAll: {
+          maxHosts: MAX_CATCH_ALL_HOSTS,
+          isAllowedHost: (host: string) => isAllowedHost(catchAllNetwork, host),
+          create: (host: string) =>
+            createUpstream(
+              // Metric labels stay bounded: the first few hosts by name, the rest as one.
+              { ...catchAll, host, url: (catchAll.url ?? 'https://{host}').replace('{host}', host), isUrlTrusted: false, userAgent, metricsLabel: catchAllHosts++ < NAMED_CATCH_ALL_HOSTS ? host : '*' },
+              { metrics, logger, now },
+            ),
+        },
+      }),
   });
   const upstreamConfigs = new Map(config.upstreams.map((u) => [u.host, u]));
   const settingsOf = (host: string) => upstreamConfigs.get(host) ?? catchAll;
@@ -109,7 +121,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       throw new ConfigError('config', [`upstreams[${i}].credentials: ${(err as Error).message}`], { cause: err });
     }
   });
-  const access = createAccessPolicy({ decisionTtlMs: ACCESS_DECISION_TTL_MS, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
+  const access = createAccessPolicy({ accessTtlMs: (host) => settingsOf(host)?.accessTtl ?? 0, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
   const isOffline = (host: string) => config.offline || (settingsOf(host)?.offline ?? false);
   const registry = createPullThroughRegistry(
     {
@@ -124,7 +136,18 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isReadableWithoutUpstream(link, undefined) });
   const adminToken = config.admin.token ?? (config.admin.tokenFile ? readConfiguredFile('admin.tokenFile', config.admin.tokenFile).toString('utf8').trim() : undefined);
   const admin = adminToken ? { admin: createCacheAdmin({ index, store, keeper }), token: adminToken, gcGraceMs: GC_GRACE_MS } : undefined;
-  const app = createHttpApp({ registry, status, now, metrics, logger, exposeMetrics: config.metrics.enabled, admin });
+  const app = createHttpApp({
+    registry,
+    status,
+    now,
+    metrics,
+    logger,
+    exposeMetrics: config.metrics.enabled,
+    admin,
+    metricsToken: config.metrics.requireToken ? adminToken : undefined,
+    statusToken: config.status.requireToken ? adminToken : undefined,
+    publicUrl: config.publicUrl,
+  });
   // Slow-loris bounds: headers must arrive within 30 s; bodies (blob downloads) may take as long
   // as they take, since a large layer over a slow link is legitimate.
   const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
@@ -176,7 +199,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([Promise.all([closed, fills.drain()]), grace]);
       server.closeAllConnections();
-      await Promise.all([...upstreams, ...dynamic].map((u) => u.close().catch(() => undefined)));
+      await Promise.all([...upstreams, ...router.dynamicUpstreams()].map((u) => u.close().catch(() => undefined)));
       index.close();
     },
   };

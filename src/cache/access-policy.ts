@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import { OciError } from '../oci/errors.js';
@@ -17,59 +18,63 @@ export interface ConfiguredCredentials {
 
 /**
  * Who may read what. The model (README "Security"):
- * - A repository is public once the upstream served it to an anonymous request; content is
- *   public when a public repository holds it.
- * - Anything else is served only to a requester whose own credentials the upstream accepted for
- *   that repository (checked with a HEAD, the answer kept for `decisionTtlMs`), or to everyone
- *   when the upstream's configured credentials are marked shared.
- * - With the upstream unreachable or offline, only credentials it accepted before (same hash,
- *   this process) are taken; nobody else gets the bytes.
+ * - Every yes is a proof the upstream gave, for one (upstream, repository) and one requester:
+ *   "anonymous may read it" (kept in the index) or "credential identity X may read it" (kept
+ *   in memory). A proof is fresh for the upstream's `accessTtl`; a stale one is asked again
+ *   with a HEAD. Only while the upstream cannot be asked (outage, offline) is a stale proof taken.
+ * - Content is readable through a repository when it is linked to that repository (fetched for
+ *   it, or confirmed there by the upstream) and the requester holds a proof for the repository;
+ *   or when a repository of the same upstream holding it has a fresh anonymous proof.
+ * - Callers serve content only through an upstream that delivered it itself (`isHeldBy`): one
+ *   upstream never vouches for another's bytes.
+ * - Configured credentials marked shared make everything of that upstream readable by anyone.
  */
 export interface AccessPolicy {
   /** What to send upstream for this requester: its own credentials; else configured ones where that reveals nothing private. */
   upstreamCredentials(link: RepositoryRecord, requester: Credentials | undefined): Credentials | undefined;
   /** Throws OciError UNAUTHORIZED unless the requester may read `link` (a tag's repository). */
   authorizeRepository(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, isOffline: boolean): Promise<void>;
-  /** The same for one digest asked for through `link`: it must also be content of that repository. */
-  authorizeContent(link: RepositoryRecord, digest: string, requester: Credentials | undefined, probe: AccessProbe, isOffline: boolean): Promise<void>;
+  /**
+   * The same for one digest asked for through `link`, which must be content of that repository:
+   * linked to it, or confirmed there by `probe`. The caller has checked that `link.upstream`
+   * holds the digest (or is delivering it: `isLinked` then says whether it is for this repository).
+   */
+  authorizeContent(
+    link: RepositoryRecord,
+    digest: string,
+    requester: Credentials | undefined,
+    probe: AccessProbe,
+    isOffline: boolean,
+    options?: { isLinked?: boolean },
+  ): Promise<void>;
   /** The upstream served `link` to these credentials (undefined: to an anonymous request). */
   recordSuccess(link: RepositoryRecord, used: Credentials | undefined): void;
-  /** Whether cached content of `link` may be shown without asking (for listings while the upstream is down). */
+  /** Whether cached content of `link` may be shown without asking (listings while the upstream is down or offline). */
   isReadableWithoutUpstream(link: RepositoryRecord, requester: Credentials | undefined): boolean;
 }
 
+/** Credential proofs kept at once; the least recently used go first. */
+const MAX_CREDENTIAL_PROOFS = 50_000;
+
 export function createAccessPolicy(
-  options: { decisionTtlMs: number; configured: (host: string) => ConfiguredCredentials | undefined },
+  options: { accessTtlMs: (upstreamHost: string) => number; configured: (host: string) => ConfiguredCredentials | undefined },
   deps: { index: MetadataIndex; now: () => number; logger: Logger },
 ): AccessPolicy {
-  /** `upstream\0repository\0credential id` → when the upstream last accepted it. Bounded; in memory only. */
-  const verified = new Map<string, number>();
-  const MAX_DECISIONS = 50_000;
+  /** `upstream\0repository\0credential id` → when the upstream last accepted it. In memory only. */
+  const verified = new LRUCache<string, number>({ max: MAX_CREDENTIAL_PROOFS });
   const key = (link: RepositoryRecord, credentials: Credentials) => `${link.upstream}\0${link.repository}\0${credentials.id}`;
 
-  // A yes to "public?" does not turn into a no, so it is remembered and the hot path skips SQLite.
-  const knownPublic = new Set<string>();
-  const MAX_KNOWN = 100_000;
-  const remember = (key: string) => {
-    if (knownPublic.size >= MAX_KNOWN) knownPublic.clear();
-    knownPublic.add(key);
-  };
-  function isPublicRepository(link: RepositoryRecord): boolean {
-    const key = `r\0${link.upstream}\0${link.repository}`;
-    if (knownPublic.has(key)) return true;
-    const isPublic = deps.index.isPublic(link);
-    if (isPublic) remember(key);
-    return isPublic;
-  }
-  function isPublicContent(digest: string): boolean {
-    if (knownPublic.has(digest)) return true;
-    const isPublic = deps.index.isPublicContent(digest);
-    if (isPublic) remember(digest);
-    return isPublic;
-  }
+  const isFresh = (provenAt: number | undefined, link: RepositoryRecord) => provenAt !== undefined && deps.now() - provenAt < options.accessTtlMs(link.upstream);
+  const isShared = (link: RepositoryRecord) => options.configured(link.upstream)?.isShared === true;
 
-  function isOpen(link: RepositoryRecord): boolean {
-    return isPublicRepository(link) || options.configured(link.upstream)?.isShared === true;
+  /** What the proofs at hand say, without asking: fresh ones only, or (`anyAge`) any the upstream gave. */
+  function hasProof(link: RepositoryRecord, requester: Credentials | undefined, anyAge: boolean): boolean {
+    if (isShared(link)) return true;
+    const anonymous = deps.index.publicProvenAt(link);
+    if (anonymous !== undefined && (anyAge || isFresh(anonymous, link))) return true;
+    if (!requester) return false;
+    const own = verified.get(key(link, requester));
+    return own !== undefined && (anyAge || isFresh(own, link));
   }
 
   function deny(link: RepositoryRecord, requester: Credentials | undefined, why: string): OciError {
@@ -78,26 +83,21 @@ export function createAccessPolicy(
   }
 
   /**
-   * `mayReuse`: a recent yes for this repository answers for anything linked to it. Content not
-   * linked to it is always asked about, since access to a repository says nothing about a digest
-   * cached for another one.
+   * Asks the upstream. `staleWillDo`: what to answer when it cannot be asked — true where a proof
+   * it gave before covers the request; anonymous and unknown requesters never get private content.
    */
-  async function check(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, isOffline: boolean, mayReuse: boolean): Promise<void> {
-    const lastVerified = requester && mayReuse ? verified.get(key(link, requester)) : undefined;
-    if (lastVerified !== undefined && deps.now() - lastVerified < options.decisionTtlMs) return;
-    if (isOffline) {
-      if (lastVerified !== undefined) return;
-      throw deny(link, requester, 'the upstream is offline and has not vouched for them');
-    }
+  async function prove(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, staleWillDo: boolean): Promise<void> {
     try {
       await probe(requester);
     } catch (err) {
       if (isUpstreamOutage(err)) {
-        if (lastVerified !== undefined) return;
+        if (staleWillDo) return;
         throw deny(link, requester, `the upstream cannot be asked now (${err.message})`);
       }
       if (err instanceof UpstreamError && (err.kind === 'auth' || err.isNotFound)) {
         if (requester) verified.delete(key(link, requester));
+        // A 401/403 to an anonymous request ends the repository's anonymous proof; a 404 may only mean this one digest is not there.
+        else if (err.kind === 'auth') deps.index.unmarkPublic(link);
         throw deny(link, requester, 'the upstream does not grant access');
       }
       throw err;
@@ -111,38 +111,34 @@ export function createAccessPolicy(
       const configured = options.configured(link.upstream);
       // Configured credentials fetch for anonymous clients only what anonymous clients may read anyway
       // (their rate limit is better); otherwise the first fetch would hand private bytes to anyone.
-      return configured && (configured.isShared || isPublicRepository(link)) ? configured.credentials : undefined;
+      return configured && (configured.isShared || isFresh(deps.index.publicProvenAt(link), link)) ? configured.credentials : undefined;
     },
+
     async authorizeRepository(link, requester, probe, isOffline) {
-      if (isOpen(link)) return;
-      await check(link, requester, probe, isOffline, true);
+      if (hasProof(link, requester, isOffline)) return;
+      if (isOffline) throw deny(link, requester, 'the upstream is offline and has not vouched for them');
+      await prove(link, requester, probe, hasProof(link, requester, true));
     },
-    async authorizeContent(link, digest, requester, probe, isOffline) {
-      if (isPublicContent(digest)) return;
-      if (deps.index.isLinked(link, digest)) {
-        if (isOpen(link)) return;
-        await check(link, requester, probe, isOffline, true);
-        return;
-      }
-      // Cached under another repository only: the upstream must confirm this one holds it too.
-      if (isOffline) throw deny(link, requester, 'the content is cached for another repository and the upstream is offline');
-      await check(link, requester, probe, false, false);
-      deps.index.linkRepository(link, digest);
+
+    async authorizeContent(link, digest, requester, probe, isOffline, { isLinked } = {}) {
+      if (isShared(link)) return;
+      const publicContent = deps.index.publicContentProvenAt(link.upstream, digest);
+      if (publicContent !== undefined && (isOffline || isFresh(publicContent, link))) return;
+      const linked = isLinked ?? deps.index.isLinked(link, digest);
+      if (linked && hasProof(link, requester, isOffline)) return;
+      if (isOffline) throw deny(link, requester, linked ? 'the upstream is offline and has not vouched for them' : 'the content is cached for another repository and the upstream is offline');
+      // Not linked: access to this repository says nothing about a digest cached for another one, so the upstream is asked.
+      await prove(link, requester, probe, publicContent !== undefined || (linked && hasProof(link, requester, true)));
+      if (!linked) deps.index.linkRepository(link, digest);
     },
+
     recordSuccess(link, used) {
-      if (!used) {
-        deps.index.markPublic(link);
-        return;
-      }
-      if (verified.size >= MAX_DECISIONS) {
-        const oldest = verified.keys().next().value;
-        if (oldest !== undefined) verified.delete(oldest);
-      }
-      verified.delete(key(link, used));
-      verified.set(key(link, used), deps.now());
+      if (!used) deps.index.markPublic(link);
+      else verified.set(key(link, used), deps.now());
     },
+
     isReadableWithoutUpstream(link, requester) {
-      return isOpen(link) || (requester !== undefined && verified.has(key(link, requester)));
+      return hasProof(link, requester, true);
     },
   };
   return policy;

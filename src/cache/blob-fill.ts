@@ -26,12 +26,15 @@ export interface JoinedFill {
 /** Starts and joins blob fills; at most one upstream fetch per digest at a time. */
 export interface BlobFills {
   /**
-   * Joins the running fill of `digest` or starts one from `upstream`. Resolves once the upstream
-   * has answered with a body; rejects with its UpstreamError (a 404 included) otherwise.
+   * Joins the running fill of `digest` from `upstream` or starts one. Resolves once the upstream
+   * has answered with a body; rejects with its UpstreamError (a 404 included) otherwise. Fills
+   * are per upstream (an upstream delivers its own bytes); `lane` keeps a fill apart from the
+   * shared one (a requester whose joined fill failed for its starter's credentials).
+   * The caller decides whether its requester may join: see {@link runningFor}.
    */
-  join(upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined): Promise<JoinedFill>;
-  /** Whether a fill of `digest` is running now. */
-  isRunning(digest: Digest): boolean;
+  join(upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined, options?: { lane?: string }): Promise<JoinedFill>;
+  /** The repository the running shared fill of `digest` from this upstream was started for, if one runs. */
+  runningFor(upstreamHost: string, digest: Digest): RepositoryRecord | undefined;
   /** Fills still running. */
   readonly size: number;
   /** Resolves when every running fill has ended (for shutdown); no fill starts after it is called. */
@@ -43,6 +46,7 @@ const LOCAL_DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES',
 
 class BlobFill implements FillProgress {
   writer!: BlobWriter;
+  link!: RepositoryRecord;
   size: number | undefined;
   state: 'filling' | 'verified' | 'committed' | 'failed' = 'filling';
   error: Error | undefined;
@@ -78,10 +82,11 @@ export function createBlobFills(
   deps: { store: BlobStore; index: MetadataIndex; metrics: Metrics; logger: Logger; onCommit?: () => void },
 ): BlobFills {
   const running = new Map<string, BlobFill>();
+  const keyOf = (upstreamHost: string, digest: Digest, lane?: string) => `${upstreamHost}\0${digest.value}${lane === undefined ? '' : `\0${lane}`}`;
   // Set at shutdown: a fill started now (a prefetch queue moving on) would outlive the index.
   let draining = false;
 
-  function start(upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined): BlobFill {
+  function start(key: string, upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined): BlobFill {
     let markReady!: () => void;
     let markFailed!: (err: unknown) => void;
     const started = new Promise<void>((resolve, reject) => {
@@ -133,7 +138,7 @@ export function createBlobFills(
         }
         await fill.writer?.discard().catch(() => undefined);
       } finally {
-        running.delete(digest.value);
+        running.delete(key);
         deps.metrics.fillsInFlight.dec();
         deps.metrics.fillSeconds.observe({ result }, (performance.now() - began) / 1000);
         fill.notify();
@@ -142,14 +147,16 @@ export function createBlobFills(
   }
 
   return {
-    isRunning: (digest) => running.has(digest.value),
-    async join(upstream, link, digest, credentials) {
-      let fill = running.get(digest.value);
+    runningFor: (upstreamHost, digest) => running.get(keyOf(upstreamHost, digest))?.link,
+    async join(upstream, link, digest, credentials, { lane } = {}) {
+      const key = keyOf(upstream.host, digest, lane);
+      let fill = running.get(key);
       const isStarter = fill === undefined;
       if (!fill) {
         if (draining) throw new Error('shutting down: no new downloads');
-        fill = start(upstream, link, digest, credentials);
-        running.set(digest.value, fill);
+        fill = start(key, upstream, link, digest, credentials);
+        fill.link = link;
+        running.set(key, fill);
       }
       await fill.ready;
       const joined = fill;

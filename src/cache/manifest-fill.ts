@@ -2,7 +2,7 @@ import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
-import { manifestReferences } from '../oci/manifest.js';
+import { manifestProblem, manifestReferences } from '../oci/manifest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { CachedManifest, ManifestCache } from '../storage/manifest-cache.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
@@ -54,8 +54,11 @@ export function createManifestFill(
         deps.logger.warn({ upstream: upstream.host, repository: link.repository, reference, expected: claimed, actual: digest }, 'upstream sent a manifest that does not match its digest; discarded');
         throw new UpstreamError('invalid', upstream.host, `upstream ${upstream.host} sent manifest ${reference} whose content does not match digest ${claimed}`);
       }
-      if (!response.mediaType) {
-        throw new UpstreamError('invalid', upstream.host, `upstream ${upstream.host} sent manifest ${reference} without a media type`);
+      // A 200 does not make a body a manifest (a login page, a redirect target's JSON): nothing else is stored or served.
+      const problem = manifestProblem(response.bytes, response.mediaType);
+      if (problem !== undefined) {
+        deps.logger.warn({ upstream: upstream.host, repository: link.repository, reference, problem }, 'upstream sent something that is not a manifest; discarded');
+        throw new UpstreamError('invalid', upstream.host, `upstream ${upstream.host} sent manifest ${reference} that is not a manifest: ${problem}`);
       }
       const parsed = parseDigest(digest);
       if ((await deps.store.size(parsed)) === undefined) await deps.store.writeAll(parsed, response.bytes);

@@ -48,7 +48,7 @@ export function createManifestLookup(
 ) {
   const { index, metrics, access } = deps;
   const flights = new SingleFlight<CachedManifest>();
-  const revalidations = new SingleFlight<string | undefined>();
+  const heads = new SingleFlight<string | undefined>();
   const notFoundTags = new NotFoundCache(deps.now);
 
   function answer(upstream: string, kind: 'tag' | 'manifest', manifest: CachedManifest, lookup: LookupResult, warning?: string): ManifestResult {
@@ -69,8 +69,10 @@ export function createManifestLookup(
     return { manifest: await flight.promise, lookup: (flight.joined ? 'joined' : 'miss') as LookupResult };
   }
 
+  /** A HEAD of a manifest, the digest it answers with; concurrent ones with the same credentials share one request. */
   function probe(upstream: Upstream, repository: string, reference: string) {
-    return (credentials: Credentials | undefined) => upstream.headManifest(repository, reference, { accept: MANIFEST_MEDIA_TYPES, credentials });
+    return (credentials: Credentials | undefined) =>
+      heads.run(`${upstream.host}/${repository}:${reference}|${credentials?.id ?? ''}`, async () => (await upstream.headManifest(repository, reference, { accept: MANIFEST_MEDIA_TYPES, credentials })).digest).promise;
   }
 
   async function byTag(route: Route, tag: string, accept: readonly string[], requester: Credentials | undefined): Promise<ManifestResult> {
@@ -78,16 +80,27 @@ export function createManifestLookup(
     const isOffline = options.isOffline(link.upstream);
     const tagKey = `${link.upstream}/${link.repository}:${tag}`;
     const credentials = access.upstreamCredentials(link, requester);
+    // A 404 is remembered for what decided it: the credentials sent (some upstreams answer 404 to
+    // wrong ones), and only for requests that asked for every standard type (see fillAccept).
+    const notFoundKey = `${tagKey}|${credentials?.id ?? ''}`;
     index.recordPull(link, tag);
     const cached = index.getTag(link, tag);
     const local = cached && accepts(accept, cached.mediaType) ? await deps.manifests.local(cached.digest) : undefined;
     if (cached && local) {
-      await access.authorizeRepository(link, requester, probe(route.upstream, link.repository, tag), isOffline);
       const now = deps.now();
-      if (isOffline || isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag))) return answer(link.upstream, 'tag', local, 'hit');
+      const isFresh = isOffline || isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag));
+      // A stale tag's revalidating HEAD, sent with the requester's own credentials, is its access
+      // proof as well: one request upstream, not two.
+      let revalidation: Promise<string | undefined> | undefined;
+      const headTag = (sent: Credentials | undefined) => {
+        const answer = probe(route.upstream, link.repository, tag)(sent);
+        if (!isFresh && sent?.id === credentials?.id) revalidation = answer;
+        return answer;
+      };
+      await access.authorizeRepository(link, requester, headTag, isOffline);
+      if (isFresh) return answer(link.upstream, 'tag', local, 'hit');
       try {
-        const key = `${tagKey}|${credentials?.id ?? ''}`;
-        const current = await revalidations.run(key, async () => (await route.upstream.headManifest(link.repository, tag, { accept: MANIFEST_MEDIA_TYPES, credentials })).digest).promise;
+        const current = await (revalidation ?? headTag(credentials));
         if (current === cached.digest) {
           index.touchTag(link, tag, now);
           return answer(link.upstream, 'tag', local, 'revalidated');
@@ -99,37 +112,42 @@ export function createManifestLookup(
         }
         if (err instanceof UpstreamError && err.isNotFound) {
           index.deleteTag(link, tag);
-          notFoundTags.add(tagKey, options.notFoundTtlMs(link.upstream));
+          notFoundTags.add(notFoundKey, options.notFoundTtlMs(link.upstream));
         }
         throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
       }
     }
     if (isOffline) throw offlineMiss(metrics, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`, link.upstream);
-    if (notFoundTags.has(tagKey)) {
+    if (notFoundTags.has(notFoundKey)) {
       metrics.cacheLookups.inc({ kind: 'tag', result: 'not_found' });
       throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository} is not known to upstream ${link.upstream} (asked moments ago)`);
     }
     let fetched: Awaited<ReturnType<typeof fill>>;
     try {
       fetched = await fill(route.upstream, link, tag, fillAccept(accept), credentials);
-      if (!accepts(accept, fetched.manifest.mediaType)) {
-        // The client cannot take what the tag points at for everyone else: ask on its terms, but
-        // keep the tag mapping that serves the other clients.
-        const own = await fill(route.upstream, link, tag, accept, credentials);
-        return answer(link.upstream, 'tag', own.manifest, own.lookup);
-      }
     } catch (err) {
-      if (err instanceof UpstreamError && err.isNotFound) notFoundTags.add(tagKey, options.notFoundTtlMs(link.upstream));
+      if (err instanceof UpstreamError && err.isNotFound) notFoundTags.add(notFoundKey, options.notFoundTtlMs(link.upstream));
       throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
     }
     index.putTag(link, tag, { digest: fetched.manifest.digest, mediaType: fetched.manifest.mediaType, checkedAt: deps.now() });
+    if (!accepts(accept, fetched.manifest.mediaType)) {
+      // The client cannot take what the tag points at for everyone else: ask on its terms (its 404
+      // is its own, not remembered), keeping the tag mapping that serves the other clients.
+      try {
+        const own = await fill(route.upstream, link, tag, accept, credentials);
+        return answer(link.upstream, 'tag', own.manifest, own.lookup);
+      } catch (err) {
+        throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository} in a media type the client accepts`);
+      }
+    }
     return answer(link.upstream, 'tag', fetched.manifest, fetched.lookup);
   }
 
   async function byDigest(route: Route, digest: Digest, accept: readonly string[], requester: Credentials | undefined): Promise<ManifestResult> {
     const link = { upstream: route.upstream.host, repository: route.repository };
     const isOffline = options.isOffline(link.upstream);
-    const local = await deps.manifests.local(digest.value);
+    // Only bytes this upstream delivered itself are served through it (another upstream may have lied).
+    const local = index.isHeldBy(link.upstream, digest.value) ? await deps.manifests.local(digest.value) : undefined;
     if (local) {
       await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value), isOffline);
       return answer(link.upstream, 'manifest', local, 'hit');

@@ -8,11 +8,12 @@ import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.
 import type { Credentials } from '../config/credentials.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
 import type { Route, UpstreamRouter } from '../upstream/upstream-router.js';
-import type { AccessPolicy } from './access-policy.js';
-import type { BlobFills } from './blob-fill.js';
+import type { AccessPolicy, AccessProbe } from './access-policy.js';
+import type { BlobFills, JoinedFill } from './blob-fill.js';
 import type { ManifestFill } from './manifest-fill.js';
 import { createManifestLookup, notFound, offlineMiss, type ManifestLookupOptions } from './manifest-lookup.js';
-import type { BlobSender, Registry } from './registry.js';
+import type { BlobResult, BlobSender, Registry } from './registry.js';
+import { SingleFlight } from './single-flight.js';
 import { isUpstreamOutage, staleWarning } from './tag-freshness.js';
 
 export interface PullThroughOptions extends ManifestLookupOptions {
@@ -32,6 +33,11 @@ export interface PullThroughDeps {
   readonly now: () => number;
 }
 
+/** A refusal that depends on who asked and through which repository: another requester may still be served. */
+function isAccessRefusal(err: unknown): boolean {
+  return err instanceof UpstreamError && (err.kind === 'auth' || err.isNotFound);
+}
+
 function linkOf(route: Route): RepositoryRecord {
   return { upstream: route.upstream.host, repository: route.repository };
 }
@@ -45,6 +51,7 @@ function linkOf(route: Route): RepositoryRecord {
 export function createPullThroughRegistry(options: PullThroughOptions, deps: PullThroughDeps): Registry {
   const { metrics, index, access } = deps;
   const manifests = createManifestLookup(options, deps);
+  const probes = new SingleFlight<unknown>();
 
   /**
    * Sends a cached blob. A file that vanished under its row (removed by hand, a damaged disk) drops
@@ -83,7 +90,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
     }
     const worker = async (): Promise<void> => {
       for (let digest = queue.shift(); digest; digest = queue.shift()) {
-        if (index.getContent(digest.value) || deps.fills.isRunning(digest)) continue;
+        if ((index.getContent(digest.value) && index.isHeldBy(link.upstream, digest.value)) || deps.fills.runningFor(link.upstream, digest)) continue;
         try {
           const fill = await deps.fills.join(route.upstream, link, digest, credentials);
           await fill.done;
@@ -95,6 +102,38 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       }
     };
     for (let i = 0; i < Math.min(options.prefetchBlobs, queue.length); i++) void worker();
+  }
+
+  /**
+   * Fills `digest` from the routed upstream for this requester. Joining a fill already running is
+   * this requester's own decision: it must be entitled on its own first (the fill may have been
+   * started with other credentials, or through a repository that does not hold the blob), and a
+   * joined fill that fails for its starter's authorization is followed by a fill of its own.
+   */
+  async function fill(route: Route, link: RepositoryRecord, digest: Digest, requester: Credentials | undefined, credentials: Credentials | undefined, probe: AccessProbe): Promise<BlobResult> {
+    const startedFor = deps.fills.runningFor(link.upstream, digest);
+    if (startedFor) {
+      const isSameRepository = startedFor.repository === link.repository;
+      await access.authorizeContent(link, digest.value, requester, probe, false, { isLinked: isSameRepository });
+      const landed = index.getContent(digest.value);
+      if (landed && index.isHeldBy(link.upstream, digest.value)) {
+        metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
+        return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: sendCached(digest, landed.size) };
+      }
+    }
+    // Decided in the same tick as the join below: whether this request starts the shared fill.
+    const isJoining = deps.fills.runningFor(link.upstream, digest) !== undefined;
+    let joined: JoinedFill;
+    try {
+      joined = await deps.fills.join(route.upstream, link, digest, credentials);
+    } catch (err) {
+      if (!isJoining || !isAccessRefusal(err)) throw err;
+      joined = await deps.fills.join(route.upstream, link, digest, credentials, { lane: `${credentials?.id ?? 'anonymous'}\0${link.repository}` });
+    }
+    if (joined.isStarter) access.recordSuccess(link, credentials);
+    const lookup = joined.isStarter ? 'miss' : 'joined';
+    metrics.cacheLookups.inc({ kind: 'blob', result: lookup });
+    return { digest: digest.value, size: joined.size, source: 'upstream', result: lookup, upstream: link.upstream, send: joined.send };
   }
 
   return {
@@ -109,14 +148,17 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       const route = deps.router.route(request);
       const link = linkOf(route);
       const isOffline = options.isOffline(link.upstream);
-      const probe = (credentials: typeof requester) => route.upstream.headBlob(link.repository, digest.value, { credentials });
+      // Concurrent access checks of one blob with the same credentials share one HEAD.
+      const probe: AccessProbe = (credentials) =>
+        probes.run(`${link.upstream}/${link.repository}@${digest.value}|${credentials?.id ?? ''}`, () => route.upstream.headBlob(link.repository, digest.value, { credentials })).promise;
       const record = index.getContent(digest.value);
-      if (record) {
+      if (record && index.isHeldBy(link.upstream, digest.value)) {
         await access.authorizeContent(link, digest.value, requester, probe, isOffline);
         metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
         index.recordAccess(digest.value);
         return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? sendCached(digest, record.size) : undefined };
       }
+      // Not cached, or cached from another upstream only: this upstream has to deliver the bytes itself.
       if (isOffline) throw offlineMiss(metrics, 'BLOB_UNKNOWN', `blob ${digest.value}`, link.upstream);
       const credentials = access.upstreamCredentials(link, requester);
       try {
@@ -126,20 +168,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
           access.recordSuccess(link, credentials);
           return { digest: digest.value, size, source: 'upstream', result: 'miss', upstream: link.upstream, send: undefined };
         }
-        if (deps.fills.isRunning(digest)) {
-          // Someone else's fill, maybe with other credentials: this requester must be entitled on its own.
-          await access.authorizeContent(link, digest.value, requester, probe, false);
-          const landed = index.getContent(digest.value);
-          if (landed) {
-            metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
-            return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: sendCached(digest, landed.size) };
-          }
-        }
-        const fill = await deps.fills.join(route.upstream, link, digest, credentials);
-        if (fill.isStarter) access.recordSuccess(link, credentials);
-        const lookup = fill.isStarter ? 'miss' : 'joined';
-        metrics.cacheLookups.inc({ kind: 'blob', result: lookup });
-        return { digest: digest.value, size: fill.size, source: 'upstream', result: lookup, upstream: link.upstream, send: fill.send };
+        return await fill(route, link, digest, requester, credentials, probe);
       } catch (err) {
         throw notFound(err, 'BLOB_UNKNOWN', `blob ${digest.value} of ${route.repository}`);
       }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDurationMs, parseListenAddress, parseSizeBytes } from './units.js';
+import { parseCidr, parseDurationMs, parseListenAddress, parseSizeBytes } from './units.js';
 
 /*
  * The one typed config. Adding a key is one field here: its type, its rule and its default live
@@ -108,6 +108,28 @@ const upstreamSchema = z.strictObject({
   offline: z.boolean().default(false),
   /** Used upstream when a client sends none of its own. */
   credentials: credentialsSchema.optional(),
+  /**
+   * How long the upstream's answer to "may anonymous (or credential X) read this repository?" is
+   * taken without asking again; a stale one is re-proved with a HEAD. @default 5m
+   */
+  accessTtl: duration.default(300_000),
+  /**
+   * Origins besides the upstream's own that redirects and token realms may lead to even when they
+   * resolve to loopback, link-local or private addresses (a CDN or token service inside the site).
+   * Public addresses are always allowed. @default []
+   */
+  allowOrigins: z
+    .array(upstreamUrl)
+    .default([]),
+  /**
+   * The catch-all only: address ranges (CIDR) its registries may resolve to although they are
+   * loopback, link-local or private. @default [] (public addresses only)
+   */
+  allowPrivate: z
+    .array(
+      z.string().refine((cidr) => parseCidr(cidr) !== undefined, 'expected an address range such as 10.0.0.0/8 or fd00::/8'),
+    )
+    .default([]),
   /** After `failures` consecutive failures the upstream is not contacted for `openFor`; then one probe. */
   breaker: z
     .strictObject({
@@ -152,6 +174,11 @@ export const configSchema = z
         key: z.string().min(1, 'path to the PEM private key'),
       })
       .optional(),
+    /**
+     * The URL clients reach this instance at (`https://mirror.example.com:5000`), used in the
+     * `WWW-Authenticate` realm. Absent: the request's Host header, when it is a well-formed host.
+     */
+    publicUrl: upstreamUrl.optional(),
     /** Every upstream offline: nothing leaves the site. @default false */
     offline: z.boolean().default(false),
     /** @default info */
@@ -200,6 +227,14 @@ export const configSchema = z
       .strictObject({
         /** Serve Prometheus metrics at /metrics. @default true */
         enabled: z.boolean().default(true),
+        /** Answer /metrics only with the admin token (`Authorization: Bearer <token>`). @default false */
+        requireToken: z.boolean().default(false),
+      })
+      .prefault({}),
+    status: z
+      .strictObject({
+        /** Answer the status page and /_pullthrough/status only with the admin token. @default false */
+        requireToken: z.boolean().default(false),
       })
       .prefault({}),
     upstreams: z
@@ -215,6 +250,9 @@ export const configSchema = z
             ctx.addIssue({ code: 'custom', path: [i, 'url'], message: 'a catch-all reaches each registry at its own host: https://{host} or http://{host}' });
           }
           if (isCatchAll && upstream.default) ctx.addIssue({ code: 'custom', path: [i, 'default'], message: 'the catch-all cannot be the default upstream' });
+          if (!isCatchAll && upstream.allowPrivate.length > 0) {
+            ctx.addIssue({ code: 'custom', path: [i, 'allowPrivate'], message: 'only the catch-all (host: "*") takes allowPrivate: a listed upstream is reached wherever its url points' });
+          }
           if (isCatchAll && upstream.credentials) {
             ctx.addIssue({ code: 'custom', path: [i, 'credentials'], message: 'a catch-all reaches many registries: give credentials to listed upstreams only' });
           }
@@ -234,6 +272,14 @@ export const configSchema = z
       })
       // Listed upstreams are addressed by origin from here on.
       .transform((upstreams) => upstreams.map((u) => (u.host === '*' || u.url === undefined ? u : { ...u, url: new URL(u.url).origin }))),
+  })
+  .superRefine((config, ctx) => {
+    const hasToken = config.admin.token !== undefined || config.admin.tokenFile !== undefined;
+    for (const key of ['metrics', 'status'] as const) {
+      if (config[key].requireToken && !hasToken) {
+        ctx.addIssue({ code: 'custom', path: [key, 'requireToken'], message: 'needs an admin token (admin.tokenFile or PULLTHROUGH_ADMIN_TOKEN)' });
+      }
+    }
   });
 
 /** The validated, defaults-filled, frozen configuration. */

@@ -56,11 +56,23 @@ export function requesterOf(req: Request, sessions: AuthSessions): { credentials
   return { credentials, isPresent: true, isStale: false };
 }
 
-/** The `WWW-Authenticate` value for a 401: our token endpoint, on the host the client used. */
-export function challengeFor(req: Request): string {
+/** `host[:port]`, `[v6]:port`: what a Host header may be for it to go into a realm. */
+const HOST_HEADER = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/;
+/** Repository names as the spec allows them (no quotes, spaces or commas to break out of the header). */
+const SCOPE_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+
+/**
+ * The `WWW-Authenticate` value for a 401: our token endpoint, at `publicUrl` when configured,
+ * else on the host the client used when that is a well-formed host, else on the address the
+ * request arrived at. Clients send credentials to the realm, so a hostile Host must not pick it.
+ */
+export function challengeFor(req: Request, publicUrl?: string): string {
   const name = /^\/v2\/(.+)\/(?:manifests|blobs|tags)\//.exec(req.path)?.[1];
-  const scope = name ? `,scope="repository:${name}:pull"` : '';
-  return `Bearer realm="${req.protocol}://${req.get('host') ?? '127.0.0.1'}/_pullthrough/token",service="${SERVICE}"${scope}`;
+  const scope = name && SCOPE_NAME.test(name) ? `,scope="repository:${name}:pull"` : '';
+  const host = req.headers.host;
+  const local = req.socket.localAddress ?? '127.0.0.1';
+  const origin = publicUrl ?? `${req.protocol}://${host && HOST_HEADER.test(host) ? host : `${local.includes(':') ? `[${local}]` : local}:${req.socket.localPort ?? ''}`}`;
+  return `Bearer realm="${origin}/_pullthrough/token",service="${SERVICE}"${scope}`;
 }
 
 /** `GET /_pullthrough/token`: answers every client with a token, carrying its credentials if it sent any. */

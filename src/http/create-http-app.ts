@@ -8,7 +8,7 @@ import { OciError } from '../oci/errors.js';
 import { createAuthSessions, createTokenHandler, requesterOf } from './auth-challenge.js';
 import { createErrorHandler, sendOciError } from './error-handler.js';
 import { labels, setApiVersion } from './request-context.js';
-import { createAdminRouter } from './routes/admin.js';
+import { createAdminRouter, requireAdminToken } from './routes/admin.js';
 import { createBlobHandler } from './routes/blobs.js';
 import { createCatalogHandler, createTagsHandler } from './routes/listings.js';
 import { createManifestHandler } from './routes/manifests.js';
@@ -24,6 +24,11 @@ export interface HttpAppDeps {
   readonly exposeMetrics: boolean;
   /** The admin API, when an admin token is configured. */
   readonly admin?: { readonly admin: CacheAdmin; readonly token: string; readonly gcGraceMs: number } | undefined;
+  /** The admin token that /metrics and the status page then need (`metrics.requireToken`, `status.requireToken`). */
+  readonly metricsToken?: string | undefined;
+  readonly statusToken?: string | undefined;
+  /** Where clients reach this instance, for the 401 realm (`publicUrl`). */
+  readonly publicUrl?: string | undefined;
 }
 
 /** Tokens from our token endpoint live this long; clients fetch a new one on a 401. */
@@ -86,11 +91,13 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', status.ready);
-  app.get('/', status.page);
-  app.get('/_pullthrough/status', status.json);
+  const statusGuard = deps.statusToken ? [requireAdminToken(deps.statusToken, 'the status page')] : [];
+  app.get('/', ...statusGuard, status.page);
+  app.get('/_pullthrough/status', ...statusGuard, status.json);
   if (deps.admin) app.use('/_pullthrough/admin', createAdminRouter(deps.admin.admin, deps.admin.token, deps.admin.gcGraceMs));
   if (deps.exposeMetrics) {
-    app.get('/metrics', async (_req, res) => {
+    const metricsGuard = deps.metricsToken ? [requireAdminToken(deps.metricsToken, '/metrics')] : [];
+    app.get('/metrics', ...metricsGuard, async (_req, res) => {
       labels(res).kind = 'metrics';
       res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
     });
@@ -129,6 +136,6 @@ export function createHttpApp(deps: HttpAppDeps): Express {
         : new OciError('UNSUPPORTED', `${req.method} ${req.path} is not supported: pullthrough is a read-only mirror`);
     sendOciError(res, error);
   });
-  app.use(createErrorHandler(deps.logger));
+  app.use(createErrorHandler(deps.logger, { publicUrl: deps.publicUrl }));
   return app;
 }

@@ -16,6 +16,8 @@ export function toOciError(err: unknown): OciError {
     switch (err.kind) {
       case 'auth':
         return new OciError('UNAUTHORIZED', err.message, { cause: err });
+      case 'denied':
+        return new OciError('DENIED', err.message, { cause: err });
       case 'status':
         if (err.status === 429) return new OciError('TOOMANYREQUESTS', err.message, { cause: err, ...(retry && { headers: retry }) });
         return new OciError('UNAVAILABLE', err.message, { cause: err, detail: { upstream: err.upstream, status: err.status }, ...(retry && { headers: retry }) });
@@ -38,7 +40,7 @@ export function sendOciError(res: Response, error: OciError): void {
   res.type('application/json').send(JSON.stringify(body));
 }
 
-export function createErrorHandler(logger: Logger): ErrorRequestHandler {
+export function createErrorHandler(logger: Logger, options: { publicUrl?: string | undefined } = {}): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const error = toOciError(err);
     if (error.code === 'UNKNOWN' && !(err instanceof OciError)) {
@@ -50,7 +52,7 @@ export function createErrorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     // Every 401 says where to authenticate: our token endpoint, which takes the client's credentials.
-    if (error.status === 401) res.setHeader('www-authenticate', challengeFor(req));
+    if (error.status === 401) res.setHeader('www-authenticate', challengeFor(req, options.publicUrl));
     sendOciError(res, error);
   };
 }

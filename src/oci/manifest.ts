@@ -1,4 +1,4 @@
-import { isIndexMediaType } from './media-types.js';
+import { isImageManifestMediaType, isIndexMediaType } from './media-types.js';
 
 /** A content descriptor's parts we rely on (image-spec "Descriptors"). */
 export interface Descriptor {
@@ -64,4 +64,30 @@ export function declaredMediaType(bytes: Uint8Array): string | undefined {
     // Not JSON: the caller keeps whatever media type the upstream sent.
   }
   return undefined;
+}
+
+/** Docker's schema 1, still served for very old images; accepted as is, never asked for. */
+const SCHEMA1_TYPES = new Set(['application/vnd.docker.distribution.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v1+prettyjws']);
+
+/**
+ * Why `bytes` is not a manifest of `mediaType`, or undefined when it is one: a manifest media
+ * type, a JSON object of that shape, and (where the body names its media type) the same type.
+ * An upstream's 200 alone does not make a body a manifest (a login page, a redirect's target).
+ */
+export function manifestProblem(bytes: Uint8Array, mediaType: string): string | undefined {
+  const isIndex = isIndexMediaType(mediaType);
+  if (!isIndex && !isImageManifestMediaType(mediaType) && !SCHEMA1_TYPES.has(mediaType)) return `media type ${JSON.stringify(mediaType.slice(0, 100))} is not a manifest type`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch {
+    return 'the body is not JSON';
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return 'the body is not a JSON object';
+  const body = parsed as Record<string, unknown>;
+  if (SCHEMA1_TYPES.has(mediaType)) return body['schemaVersion'] === 1 && Array.isArray(body['fsLayers']) ? undefined : 'not a schema 1 manifest';
+  if (body['schemaVersion'] !== 2) return 'schemaVersion is not 2';
+  if (body['mediaType'] !== undefined && body['mediaType'] !== mediaType) return 'the body declares another media type';
+  if (isIndex) return Array.isArray(body['manifests']) ? undefined : 'an index without a manifests list';
+  return typeof body['config'] === 'object' && body['config'] !== null && Array.isArray(body['layers']) ? undefined : 'a manifest without config and layers';
 }

@@ -16,6 +16,11 @@ export const MANIFEST_MEDIA_TYPES: readonly string[] = [
 
 const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList]);
 
+/** True for the image manifest types (OCI image manifest, docker image manifest v2.2). */
+export function isImageManifestMediaType(mediaType: string): boolean {
+  return mediaType === MEDIA_TYPES.ociManifest || mediaType === MEDIA_TYPES.dockerManifest;
+}
+
 /** True for media types whose content lists other manifests (an OCI index or a docker manifest list). */
 export function isIndexMediaType(mediaType: string): boolean {
   return INDEX_TYPES.has(mediaType);

@@ -1,39 +1,8 @@
 import Database from 'better-sqlite3';
 import { SCHEMA_V1, SCHEMA_VERSION } from './index-schema.js';
+import type { ContentRecord, ImageSummary, RepositoryRecord, TagRecord } from './index-records.js';
 
-/** A committed file: a blob or a manifest (they share the content-addressed tree). */
-export interface ContentRecord {
-  readonly digest: string;
-  readonly size: number;
-  readonly mediaType: string | null;
-  readonly kind: 'blob' | 'manifest';
-}
-
-/** Where a tag pointed when it was last fetched or revalidated. */
-export interface TagRecord {
-  readonly digest: string;
-  readonly mediaType: string;
-  /** When the upstream last confirmed this mapping (ms since epoch). */
-  readonly checkedAt: number;
-}
-
-/** A cached tag with what it takes on disk and how often it was pulled (for the status page). */
-export interface ImageSummary {
-  readonly upstream: string;
-  readonly repository: string;
-  readonly tag: string;
-  readonly digest: string;
-  /** Bytes on disk of the manifest and everything it references that is cached. */
-  readonly sizeBytes: number;
-  readonly pulls: number;
-  readonly lastPulledAt: number | null;
-}
-
-/** A repository in the cache, by upstream host. */
-export interface RepositoryRecord {
-  readonly upstream: string;
-  readonly repository: string;
-}
+export type { ContentRecord, ImageSummary, RepositoryRecord, TagRecord };
 
 /**
  * The SQLite index. SQLite owns metadata and the blob store owns bytes: a row is written only
@@ -46,11 +15,16 @@ export interface MetadataIndex {
   putContent(record: ContentRecord, link?: RepositoryRecord, references?: readonly string[]): void;
   linkRepository(link: RepositoryRecord, digest: string): void;
   isLinked(link: RepositoryRecord, digest: string): boolean;
-  /** Records that the upstream served this repository to an anonymous request. */
+  /** Whether this upstream delivered (or, for another of its repositories, vouched for) this digest. */
+  isHeldBy(upstream: string, digest: string): boolean;
+  /** Records that the upstream served this repository to an anonymous request, now. */
   markPublic(link: RepositoryRecord): void;
-  isPublic(link: RepositoryRecord): boolean;
-  /** Whether some repository the upstream serves anonymously holds this digest. */
-  isPublicContent(digest: string): boolean;
+  /** The upstream refused an anonymous request for it: the repository is not public (any more). */
+  unmarkPublic(link: RepositoryRecord): void;
+  /** When the upstream last served this repository to an anonymous request; undefined: never (or not since it refused). */
+  publicProvenAt(link: RepositoryRecord): number | undefined;
+  /** The latest such proof among the repositories of `upstream` that hold this digest. */
+  publicContentProvenAt(upstream: string, digest: string): number | undefined;
   getTag(link: RepositoryRecord, tag: string): TagRecord | undefined;
   putTag(link: RepositoryRecord, tag: string, record: TagRecord): void;
   touchTag(link: RepositoryRecord, tag: string, checkedAt: number): void;
@@ -132,8 +106,10 @@ class SqliteMetadataIndex implements MetadataIndex {
   readonly #unreferenced;
   readonly #tagsDetailed;
   readonly #markPublic;
-  readonly #isPublic;
-  readonly #isPublicContent;
+  readonly #unmarkPublic;
+  readonly #publicProvenAt;
+  readonly #publicContentProvenAt;
+  readonly #isHeldBy;
   readonly #stats;
   readonly #topByPulls;
   readonly #topBySize;
@@ -209,13 +185,20 @@ class SqliteMetadataIndex implements MetadataIndex {
       'SELECT upstream, repository, tag, digest, pulls, last_pulled_at AS lastPulledAt FROM tags ORDER BY upstream, repository, tag',
     );
     this.#isLinked = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM repository_content WHERE upstream = ? AND repository = ? AND digest = ?');
-    this.#markPublic = db.prepare('INSERT OR IGNORE INTO public_repositories (upstream, repository, proven_at) VALUES (?, ?, ?)');
-    this.#isPublic = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM public_repositories WHERE upstream = ? AND repository = ?');
-    this.#isPublicContent = db.prepare<[string], { one: number }>(
-      `SELECT 1 AS one FROM repository_content rc
-         JOIN public_repositories p ON p.upstream = rc.upstream AND p.repository = rc.repository
-        WHERE rc.digest = ? LIMIT 1`,
+    this.#markPublic = db.prepare(
+      `INSERT INTO public_repositories (upstream, repository, proven_at) VALUES (?, ?, ?)
+       ON CONFLICT (upstream, repository) DO UPDATE SET proven_at = MAX(proven_at, excluded.proven_at)`,
     );
+    this.#unmarkPublic = db.prepare('DELETE FROM public_repositories WHERE upstream = ? AND repository = ?');
+    this.#publicProvenAt = db.prepare<[string, string], number>('SELECT proven_at FROM public_repositories WHERE upstream = ? AND repository = ?').pluck();
+    this.#publicContentProvenAt = db
+      .prepare<[string, string], number | null>(
+        `SELECT MAX(p.proven_at) FROM repository_content rc
+           JOIN public_repositories p ON p.upstream = rc.upstream AND p.repository = rc.repository
+          WHERE rc.digest = ? AND rc.upstream = ?`,
+      )
+      .pluck();
+    this.#isHeldBy = db.prepare<[string, string], number>('SELECT 1 FROM repository_content WHERE digest = ? AND upstream = ? LIMIT 1').pluck();
     this.#pin = db.prepare('INSERT OR IGNORE INTO pins (upstream, repository, reference, pinned_at) VALUES (?, ?, ?, ?)');
     this.#isPinned = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM pins WHERE upstream = ? AND repository = ? AND reference = ?');
     this.#stats = db.prepare<[], { bytes: number | null; objects: number }>('SELECT SUM(size) AS bytes, COUNT(*) AS objects FROM content');
@@ -258,16 +241,24 @@ class SqliteMetadataIndex implements MetadataIndex {
     return this.#isLinked.get(link.upstream, link.repository, digest) !== undefined;
   }
 
+  isHeldBy(upstream: string, digest: string): boolean {
+    return this.#isHeldBy.get(digest, upstream) !== undefined;
+  }
+
   markPublic(link: RepositoryRecord): void {
     this.#markPublic.run(link.upstream, link.repository, this.#now());
   }
 
-  isPublic(link: RepositoryRecord): boolean {
-    return this.#isPublic.get(link.upstream, link.repository) !== undefined;
+  unmarkPublic(link: RepositoryRecord): void {
+    this.#unmarkPublic.run(link.upstream, link.repository);
   }
 
-  isPublicContent(digest: string): boolean {
-    return this.#isPublicContent.get(digest) !== undefined;
+  publicProvenAt(link: RepositoryRecord): number | undefined {
+    return this.#publicProvenAt.get(link.upstream, link.repository);
+  }
+
+  publicContentProvenAt(upstream: string, digest: string): number | undefined {
+    return this.#publicContentProvenAt.get(digest, upstream) ?? undefined;
   }
 
   getTag(link: RepositoryRecord, tag: string): TagRecord | undefined {

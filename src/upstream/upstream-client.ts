@@ -1,10 +1,12 @@
 import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 import { Agent, request, type Dispatcher } from 'undici';
 import { basicAuthorization, type Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { declaredMediaType } from '../oci/manifest.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
+import { createGuardedConnector, createNetworkPolicy, deniedMessage } from './network-policy.js';
 import { parseChallenges, TokenCache, tokenFromResponse } from './token-auth.js';
 import { UpstreamError } from './upstream-error.js';
 
@@ -68,6 +70,16 @@ export interface Upstream {
 export interface UpstreamOptions {
   readonly host: string;
   readonly url: string;
+  /** Whether `url` itself is trusted (a listed upstream) or must resolve to allowed addresses (the catch-all). */
+  readonly isUrlTrusted: boolean;
+  /** More origins redirects and token realms may reach on any address. */
+  readonly allowOrigins: readonly string[];
+  /** Private ranges (CIDR) untrusted origins may resolve to (the catch-all's). */
+  readonly allowPrivate: readonly string[];
+  /** Sent as `User-Agent` with every request. */
+  readonly userAgent: string;
+  /** The `upstream` label of its metrics (default: host); catch-all hosts share one past a few. */
+  readonly metricsLabel?: string | undefined;
   readonly timeouts: { readonly connect: number; readonly headers: number; readonly bodyIdle: number };
   readonly breaker: { readonly failures: number; readonly openFor: number };
 }
@@ -75,6 +87,8 @@ export interface UpstreamOptions {
 type Kind = 'manifest' | 'blob' | 'tags' | 'token';
 
 const MAX_REDIRECTS = 5;
+/** A credential the upstream just refused is not sent again for this long: repeats are answered here, not relayed (lockouts). */
+const REFUSED_CREDENTIALS_MS = 5_000;
 const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
@@ -91,6 +105,7 @@ function contentLength(headers: Dispatcher.ResponseData['headers']): number | un
 /** Creates the client for one configured upstream. */
 export function createUpstream(options: UpstreamOptions, deps: { metrics: Metrics; logger: Logger; now: () => number }): Upstream {
   const { host } = options;
+  const label = options.metricsLabel ?? host;
   const base = new URL(options.url);
   const tokens = new TokenCache(deps.now);
   let health: Omit<UpstreamHealth, 'breaker'> = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
@@ -99,19 +114,19 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     {
       now: deps.now,
       onChange(state) {
-        deps.metrics.upstreamBreakerOpen.set({ upstream: host }, state === 'closed' ? 0 : 1);
+        deps.metrics.upstreamBreakerOpen.set({ upstream: label }, state === 'closed' ? 0 : 1);
         const log = state === 'closed' ? deps.logger.info.bind(deps.logger) : deps.logger.warn.bind(deps.logger);
         log({ upstream: host, breaker: state, openForMs: options.breaker.openFor }, state === 'closed' ? 'upstream is back: breaker closed' : 'upstream keeps failing: breaker open, not contacting it for a while');
       },
     },
   );
-  deps.metrics.upstreamBreakerOpen.set({ upstream: host }, 0);
+  deps.metrics.upstreamBreakerOpen.set({ upstream: label }, 0);
 
   function observe(response: Dispatcher.ResponseData): void {
     const remaining = Number.parseInt(header(response.headers, 'ratelimit-remaining') ?? '', 10);
     const limit = Number.parseInt(header(response.headers, 'ratelimit-limit') ?? '', 10);
-    if (Number.isFinite(remaining)) deps.metrics.upstreamRateLimitRemaining.set({ upstream: host }, remaining);
-    if (Number.isFinite(limit)) deps.metrics.upstreamRateLimitLimit.set({ upstream: host }, limit);
+    if (Number.isFinite(remaining)) deps.metrics.upstreamRateLimitRemaining.set({ upstream: label }, remaining);
+    if (Number.isFinite(limit)) deps.metrics.upstreamRateLimitLimit.set({ upstream: label }, limit);
     const failed = response.statusCode >= 500 || response.statusCode === 429;
     if (failed) breaker.recordFailure();
     else breaker.recordSuccess();
@@ -121,42 +136,64 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       ...(Number.isFinite(remaining) && { rateLimitRemaining: remaining }),
     };
   }
+  const network = createNetworkPolicy({ trustedOrigins: [...(options.isUrlTrusted ? [base.origin] : []), ...options.allowOrigins], allowPrivate: options.allowPrivate });
+  const refusedCredentials = new LRUCache<string, number>({ max: 10_000 });
   const agent = new Agent({
-    connect: { timeout: options.timeouts.connect },
+    // Every connection, the first included, goes through the policy: see network-policy.ts.
+    connect: createGuardedConnector(network, { timeout: options.timeouts.connect }),
     headersTimeout: options.timeouts.headers,
     bodyTimeout: options.timeouts.bodyIdle,
     keepAliveTimeout: 30_000,
   });
 
-  function translate(err: unknown, url: URL): never {
+  /** Client-facing messages name the upstream host and an error code, never an address or URL (they reach anyone who asks). */
+  function translate(err: unknown): never {
     if (err instanceof UpstreamError) throw err;
     const code = (err as { code?: string }).code ?? '';
     if ((err as Error).name === 'AbortError') throw err;
-    const where = `${host} (${url.origin})`;
-    if (TIMEOUT_CODES.has(code)) throw new UpstreamError('timeout', host, `upstream ${where} timed out (${code})`, { cause: err });
-    const reason = TRANSIENT_CODES.has(code) ? code : (err as Error).message;
-    throw new UpstreamError('unreachable', host, `upstream ${where} is unreachable: ${reason}`, { cause: err });
+    if (code === 'ERR_PULLTHROUGH_ADDRESS_DENIED') throw denied(err);
+    if (TIMEOUT_CODES.has(code)) throw new UpstreamError('timeout', host, `upstream ${host} timed out (${code})`, { cause: err });
+    const reason = TRANSIENT_CODES.has(code) ? code : 'connection failed';
+    throw new UpstreamError('unreachable', host, `upstream ${host} is unreachable: ${reason}`, { cause: err });
+  }
+
+  function denied(cause?: unknown): UpstreamError {
+    deps.logger.warn({ upstream: host, err: (cause as Error | undefined)?.message }, 'upstream request refused by the network policy');
+    return new UpstreamError('denied', host, deniedMessage(host), { cause });
+  }
+
+  /** Only http(s) URLs, resolved against `from`; anything else is refused before it is contacted. */
+  function followable(location: string, from: URL): URL {
+    let url: URL;
+    try {
+      url = new URL(location, from);
+    } catch (err) {
+      throw new UpstreamError('invalid', host, `upstream ${host} sent an unreadable URL`, { cause: err });
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw denied(new Error(`scheme ${url.protocol}`));
+    return url;
   }
 
   async function dispatch(kind: Kind, method: string, url: URL, headers: Record<string, string>, signal?: AbortSignal) {
     if (!breaker.tryAcquire()) {
-      deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: 'breaker_open' });
+      deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'breaker_open' });
       throw new UpstreamError('unreachable', host, `upstream ${host} is failing: not contacted for another ${Math.ceil(breaker.retryInMs / 1000)} s (circuit breaker open)`);
     }
     const started = performance.now();
     try {
-      const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers, signal });
-      deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: String(response.statusCode) });
+      const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers: { ...headers, 'user-agent': options.userAgent }, signal });
+      deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: String(response.statusCode) });
       observe(response);
       return response;
     } catch (err) {
-      deps.metrics.upstreamRequests.inc({ upstream: host, kind, status: 'error' });
+      deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'error' });
       if ((err as Error).name === 'AbortError') breaker.recordAbandoned();
       else breaker.recordFailure();
-      health = { ...health, lastErrorAt: deps.now(), lastError: (err as { code?: string }).code ?? (err as Error).message };
-      return translate(err, url);
+      // A code, never a message: messages carry addresses, and the status page is for anyone.
+      health = { ...health, lastErrorAt: deps.now(), lastError: (err as { code?: string }).code ?? (err as Error).name };
+      return translate(err);
     } finally {
-      deps.metrics.upstreamRequestSeconds.observe({ upstream: host, kind }, (performance.now() - started) / 1000);
+      deps.metrics.upstreamRequestSeconds.observe({ upstream: label, kind }, (performance.now() - started) / 1000);
     }
   }
 
@@ -166,7 +203,8 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   async function fetchToken(params: Readonly<Record<string, string>>, scope: string, credentials: Credentials | undefined, signal?: AbortSignal): Promise<string> {
     const realm = params['realm'];
     if (!realm) throw new UpstreamError('auth', host, `upstream ${host} sent a Bearer challenge without a realm`);
-    const url = new URL(realm);
+    // The realm is the upstream's word: it is reached only over http(s) and through the network policy.
+    const url = followable(realm, base);
     if (params['service']) url.searchParams.set('service', params['service']);
     url.searchParams.set('scope', params['scope'] ?? scope);
     const headers: Record<string, string> = { accept: 'application/json' };
@@ -174,6 +212,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     const response = await dispatch('token', 'GET', url, headers, signal);
     if (response.statusCode !== 200) {
       await response.body.dump();
+      if (credentials && (response.statusCode === 401 || response.statusCode === 403)) refusedCredentials.set(credentials.id, deps.now() + REFUSED_CREDENTIALS_MS);
       throw new UpstreamError('auth', host, `token endpoint of ${host} refused ${credentials ? 'the credentials' : 'an anonymous token'} (${response.statusCode})`, { status: response.statusCode });
     }
     const parsed = tokenFromResponse(await response.body.json().catch(() => undefined));
@@ -193,6 +232,11 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
    */
   async function send(kind: Kind, method: string, path: string, repository: string, extra: Record<string, string>, options: RequestOptions) {
     const { signal, credentials } = options;
+    const refusedUntil = credentials ? refusedCredentials.get(credentials.id) : undefined;
+    if (refusedUntil !== undefined && refusedUntil > deps.now()) {
+      deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'refused_recently' });
+      throw new UpstreamError('auth', host, `upstream ${host} refused these credentials moments ago`, { status: 401 });
+    }
     const scope = `repository:${repository}:pull`;
     let url = new URL(path, base);
     let token = tokens.get(tokenKey(scope, credentials));
@@ -221,13 +265,14 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
           sendBasic = true;
           continue;
         }
+        if (credentials && sendBasic) refusedCredentials.set(credentials.id, deps.now() + REFUSED_CREDENTIALS_MS);
         throw new UpstreamError('auth', host, `upstream ${host} ${credentials ? 'refused the credentials' : 'requires credentials'}`, { status });
       }
       const location = header(response.headers, 'location');
       if (status >= 300 && status < 400 && location) {
         await response.body.dump();
         if (++hops > MAX_REDIRECTS) throw new UpstreamError('invalid', host, `upstream ${host} redirected more than ${MAX_REDIRECTS} times`);
-        url = new URL(location, url);
+        url = followable(location, url);
         continue;
       }
       return response;
@@ -279,7 +324,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
           chunks.push(chunk as Buffer);
         }
       } catch (err) {
-        return translate(err, base);
+        return translate(err);
       }
       const bytes = Buffer.concat(chunks, length);
       return { ...manifestMeta(response, bytes), bytes };

@@ -9,7 +9,9 @@ export type UpstreamErrorKind =
   /** The upstream wants credentials we do not have, or refused the ones we sent. */
   | 'auth'
   /** The upstream's answer broke the protocol: too large, wrong digest, unreadable. */
-  | 'invalid';
+  | 'invalid'
+  /** The request would have gone to an address or scheme the operator did not allow (never contacted). */
+  | 'denied';
 
 /**
  * Thrown by the upstream layer for every failed exchange with an upstream registry. It never

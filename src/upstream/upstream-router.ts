@@ -1,6 +1,19 @@
+import { LRUCache } from 'lru-cache';
 import { OciError } from '../oci/errors.js';
 import { isRegistryHost, isValidRegistryHost, parseRepositoryName, type RepositoryRequest } from '../oci/reference.js';
 import type { Upstream } from './upstream-client.js';
+import { deniedMessage } from './network-policy.js';
+import { UpstreamError } from './upstream-error.js';
+
+/** The catch-all: upstreams made on demand for hosts clients name. */
+export interface CatchAll {
+  create(host: string): Upstream;
+  /** False for hosts refused before any lookup (private IP literals, localhost), unless the config allows them. */
+  isAllowedHost(host: string): boolean;
+  /** How many made upstreams are kept; the least recently used one is closed past it. */
+  readonly maxHosts: number;
+}
+
 
 /** Where a request goes: the upstream and the repository name as that upstream knows it. */
 export interface Route {
@@ -15,6 +28,8 @@ export interface UpstreamRouter {
   /** The name a client of this instance would use for a cached repository (for `_catalog`). */
   publicName(upstreamHost: string, repository: string): string;
   readonly upstreams: readonly Upstream[];
+  /** The catch-all's upstreams made so far and still kept (for shutdown). */
+  dynamicUpstreams(): Upstream[];
 }
 
 /** Other names Docker Hub goes by in image references and configs. */
@@ -26,7 +41,7 @@ const DOCKER_HUB_ALIASES = ['docker.io', 'index.docker.io', 'registry-1.docker.i
  */
 export function createUpstreamRouter(
   upstreams: readonly Upstream[],
-  options: { defaultHost: string | undefined; catchAll?: ((host: string) => Upstream) | undefined },
+  options: { defaultHost: string | undefined; catchAll?: CatchAll | undefined },
 ): UpstreamRouter {
   const byHost = new Map<string, Upstream>();
   for (const upstream of upstreams) {
@@ -37,13 +52,24 @@ export function createUpstreamRouter(
   const fallback = options.defaultHost === undefined ? undefined : byHost.get(options.defaultHost.toLowerCase());
   const configured = upstreams.map((u) => u.host).join(', ');
 
-  const MAX_CATCH_ALL_HOSTS = 1_000;
+  const { catchAll } = options;
+  // An LRU: a flood of made-up hosts pushes out only other made-up hosts that stopped being asked for.
+  const dynamic = catchAll
+    ? new LRUCache<string, Upstream>({
+        max: catchAll.maxHosts,
+        dispose: (upstream) => void upstream.close().catch(() => undefined),
+      })
+    : undefined;
 
   function lookup(host: string): Upstream {
-    let upstream = byHost.get(host.toLowerCase());
-    if (!upstream && options.catchAll && isRegistryHost(host) && isValidRegistryHost(host) && byHost.size < upstreams.length + MAX_CATCH_ALL_HOSTS) {
-      upstream = options.catchAll(host.toLowerCase());
-      byHost.set(host.toLowerCase(), upstream);
+    const key = host.toLowerCase();
+    let upstream = byHost.get(key) ?? dynamic?.get(key);
+    if (!upstream && catchAll && dynamic && isRegistryHost(host)) {
+      if (!catchAll.isAllowedHost(key)) throw new UpstreamError('denied', key, deniedMessage(key));
+      if (isValidRegistryHost(host)) {
+        upstream = catchAll.create(key);
+        dynamic.set(key, upstream);
+      }
     }
     if (!upstream) {
       throw new OciError('NAME_UNKNOWN', `no upstream is configured for registry ${host}; configured: ${configured}`, {
@@ -60,6 +86,7 @@ export function createUpstreamRouter(
 
   return {
     upstreams,
+    dynamicUpstreams: () => [...(dynamic?.values() ?? [])],
     route({ name, namespace }) {
       if (namespace !== undefined && namespace !== '') {
         const upstream = lookup(namespace);

@@ -42,7 +42,8 @@ describe('credentials and private images: the leak matrix against real registrie
     await basicRegistry.push('team/app', '1.0', teamImage);
     cache = await startPullthrough({
       upstreams: [
-        { host: 'docker.io', url: tokenRegistry.url, default: true },
+        // The token service is another loopback origin: one the operator lists, as for a site's own.
+        { host: 'docker.io', url: tokenRegistry.url, default: true, allowOrigins: [new URL(issuer.realm).origin] },
         { host: 'basic.example', url: basicRegistry.url },
       ],
       now: () => clock,

@@ -48,7 +48,7 @@ const ALLOWED: Record<string, readonly string[]> = {
 /** The one sanctioned reach: the error mapper turns upstream failures into HTTP answers (README "API"). */
 const EXCEPTIONS = new Set(['http/error-handler.ts → upstream']);
 
-const HOMES: Record<string, string> = { express: 'http', undici: 'upstream', 'better-sqlite3': 'storage', 'lru-cache': 'storage', pino: 'logger', 'prom-client': 'metrics', zod: 'config', yaml: 'config' };
+const HOMES: Record<string, string> = { express: 'http', undici: 'upstream', 'better-sqlite3': 'storage', pino: 'logger', 'prom-client': 'metrics', zod: 'config', yaml: 'config' };
 
 describe('architecture', () => {
   it('imports point down the layers only', () => {

@@ -17,6 +17,15 @@ function imageQuery(req: Request) {
   return parseImageReference(image);
 }
 
+/** Lets through only requests with `Authorization: Bearer <admin token>`; 401 otherwise. */
+export function requireAdminToken(token: string, what: string) {
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (!given || !sameToken(given, token)) throw new OciError('UNAUTHORIZED', `${what} needs the admin token`);
+    next();
+  };
+}
+
 /**
  * `/_pullthrough/admin/…`, the same operations as the CLI, behind `Authorization: Bearer <admin
  * token>`: GET images, GET stats, PUT/DELETE pins?image=, DELETE images?image=, POST gc,
@@ -24,15 +33,11 @@ function imageQuery(req: Request) {
  */
 export function createAdminRouter(admin: CacheAdmin, token: string, gcGraceMs: number): Router {
   const router = Router();
-  router.use((req: Request, res: Response, next: NextFunction) => {
+  router.use((_req: Request, res: Response, next: NextFunction) => {
     labels(res).kind = 'admin';
-    const given = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    if (!given || !sameToken(given, token)) {
-      res.setHeader('www-authenticate', 'Bearer realm="pullthrough-admin"');
-      throw new OciError('UNAUTHORIZED', 'the admin API needs the admin token');
-    }
     next();
   });
+  router.use(requireAdminToken(token, 'the admin API'));
   router.get('/images', (_req, res) => void res.json({ images: admin.list() }));
   router.get('/stats', (_req, res) => void res.json(admin.stats()));
   router.put('/pins', (req, res) => {

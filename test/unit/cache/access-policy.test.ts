@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { beforeEach, describe, it } from 'node:test';
+import { createAccessPolicy, type AccessPolicy, type ConfiguredCredentials } from '../../../src/cache/access-policy.js';
+import { makeCredentials, type Credentials } from '../../../src/config/credentials.js';
+import { createSilentLogger } from '../../../src/logger.js';
+import { OciError } from '../../../src/oci/errors.js';
+import { createMetadataIndex, type MetadataIndex } from '../../../src/storage/metadata-index.js';
+import { UpstreamError } from '../../../src/upstream/upstream-error.js';
+
+const TTL = 300_000;
+const LINK = { upstream: 'registry.example', repository: 'team/app' };
+const OTHER = { upstream: 'registry.example', repository: 'team/other' };
+const DIGEST = `sha256:${'a'.repeat(64)}`;
+const alice = makeCredentials('alice', 'alice-secret');
+const bob = makeCredentials('bob', 'bob-secret');
+
+/** A call-counting stand-in for the upstream's HEAD: answers by who asks. */
+function fakeProbe(answer: (credentials: Credentials | undefined) => 'ok' | 'auth' | 'missing' | 'down') {
+  const calls: Array<string | undefined> = [];
+  const probe = async (credentials: Credentials | undefined) => {
+    calls.push(credentials?.username);
+    const result = answer(credentials);
+    if (result === 'auth') throw new UpstreamError('auth', LINK.upstream, 'refused', { status: 401 });
+    if (result === 'missing') throw new UpstreamError('status', LINK.upstream, 'not found', { status: 404 });
+    if (result === 'down') throw new UpstreamError('unreachable', LINK.upstream, 'unreachable: ECONNREFUSED');
+    return {};
+  };
+  return { probe, calls };
+}
+
+const isDenied = (err: unknown) => err instanceof OciError && err.code === 'UNAUTHORIZED';
+
+describe('access policy', () => {
+  let clock: number;
+  let index: MetadataIndex;
+  let configured: ConfiguredCredentials | undefined;
+  let policy: AccessPolicy;
+
+  beforeEach(() => {
+    clock = Date.UTC(2026, 0, 1);
+    index = createMetadataIndex({ path: ':memory:' }, { now: () => clock });
+    configured = undefined;
+    policy = createAccessPolicy({ accessTtlMs: () => TTL, configured: () => configured }, { index, now: () => clock, logger: createSilentLogger() });
+    index.putContent({ digest: DIGEST, size: 10, mediaType: null, kind: 'blob' }, LINK);
+  });
+
+  it('asks once for an anonymous requester, then takes the fresh proof without asking', async () => {
+    const upstream = fakeProbe(() => 'ok');
+    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    await policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe, false);
+    assert.deepEqual(upstream.calls, [undefined]);
+  });
+
+  it('asks again once a proof is older than accessTtl, and a refusal ends the anonymous proof', async () => {
+    let isPrivate = false;
+    const upstream = fakeProbe((c) => (isPrivate && !c ? 'auth' : 'ok'));
+    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    isPrivate = true;
+    clock += TTL - 1;
+    await policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe, false);
+    assert.equal(upstream.calls.length, 1, 'still fresh');
+    clock += 2;
+    await assert.rejects(policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe, false), isDenied);
+    assert.equal(index.publicProvenAt(LINK), undefined, 'no longer public, even for an outage later');
+    await assert.rejects(policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'down').probe, false), isDenied);
+  });
+
+  it('keeps credential proofs per identity: alice\'s yes is not bob\'s', async () => {
+    const upstream = fakeProbe((c) => (c?.username === 'alice' ? 'ok' : 'auth'));
+    await policy.authorizeRepository(LINK, alice, upstream.probe, false);
+    await policy.authorizeRepository(LINK, alice, upstream.probe, false);
+    await assert.rejects(policy.authorizeRepository(LINK, bob, upstream.probe, false), isDenied);
+    await assert.rejects(policy.authorizeRepository(LINK, undefined, upstream.probe, false), isDenied);
+    assert.deepEqual(upstream.calls, ['alice', 'bob', undefined]);
+  });
+
+  it('during an outage takes proofs of any age, but never for someone never proven', async () => {
+    await policy.authorizeRepository(LINK, alice, fakeProbe(() => 'ok').probe, false);
+    clock += 10 * TTL;
+    const down = fakeProbe(() => 'down');
+    await policy.authorizeRepository(LINK, alice, down.probe, false);
+    await assert.rejects(policy.authorizeRepository(LINK, bob, down.probe, false), isDenied);
+    await assert.rejects(policy.authorizeRepository(LINK, undefined, down.probe, false), isDenied);
+    // Offline: nothing is asked; the same rules.
+    const never = fakeProbe(() => 'ok');
+    await policy.authorizeRepository(LINK, alice, never.probe, true);
+    await assert.rejects(policy.authorizeRepository(LINK, bob, never.probe, true), isDenied);
+    assert.deepEqual(never.calls, []);
+  });
+
+  it('asks about a digest cached for another repository, even for a requester proven for this one', async () => {
+    const upstream = fakeProbe(() => 'ok');
+    await policy.authorizeRepository(OTHER, alice, upstream.probe, false);
+    await policy.authorizeContent(OTHER, DIGEST, alice, upstream.probe, false);
+    assert.deepEqual(upstream.calls, ['alice', 'alice'], 'the second call confirms the digest is in team/other');
+    assert.ok(index.isLinked(OTHER, DIGEST));
+    await assert.rejects(policy.authorizeContent(OTHER, `sha256:${'b'.repeat(64)}`, alice, fakeProbe(() => 'missing').probe, false), isDenied);
+    await assert.rejects(policy.authorizeContent({ upstream: 'x', repository: 'y' }, DIGEST, alice, fakeProbe(() => 'ok').probe, true), isDenied);
+  });
+
+  it('makes a digest public only within its own upstream', async () => {
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
+    assert.ok(index.publicContentProvenAt(LINK.upstream, DIGEST) !== undefined);
+    assert.equal(index.publicContentProvenAt('elsewhere.example', DIGEST), undefined);
+  });
+
+  it('lends configured credentials to anonymous requesters only for freshly proven public repositories, unless shared', async () => {
+    configured = { credentials: makeCredentials('robot', 'x'), isShared: false };
+    assert.equal(policy.upstreamCredentials(LINK, undefined), undefined);
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
+    assert.equal(policy.upstreamCredentials(LINK, undefined)?.username, 'robot');
+    clock += TTL;
+    assert.equal(policy.upstreamCredentials(LINK, undefined), undefined, 'stale: the next fetch is anonymous and proves it again');
+    assert.equal(policy.upstreamCredentials(LINK, alice), alice);
+    configured = { credentials: makeCredentials('robot', 'x'), isShared: true };
+    const never = fakeProbe(() => 'auth');
+    await policy.authorizeRepository(OTHER, undefined, never.probe, false);
+    assert.deepEqual(never.calls, []);
+  });
+});
