@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import { basicAuthorization, type Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -87,6 +87,9 @@ export interface UpstreamOptions {
 type Kind = 'manifest' | 'blob' | 'tags' | 'token';
 
 const MAX_REDIRECTS = 5;
+/** A blob body cut by the network is resumed with `Range` this many times (the fill still verifies the whole digest). */
+const RESUME_ATTEMPTS = 3;
+const RESUMABLE_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_BODY_TIMEOUT']);
 /** A credential the upstream just refused is not sent again for this long: repeats are answered here, not relayed (lockouts). */
 const REFUSED_CREDENTIALS_MS = 5_000;
 const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
@@ -180,8 +183,29 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       throw new UpstreamError('unreachable', host, `upstream ${host} is failing: not contacted for another ${Math.ceil(breaker.retryInMs / 1000)} s (circuit breaker open)`);
     }
     const started = performance.now();
+    let hasAnswered = false;
+    // A blob body cut late (a reset 1.9 GiB into a 2 GiB layer) resumes where it broke, through undici's
+    // retry interceptor (Range, If-Match on a strong ETag, Content-Range checked). Failures before the
+    // answer are not retried: the client should hear at once, and the breaker count them.
+    const dispatcher =
+      kind === 'blob' && method === 'GET'
+        ? agent.compose(
+            interceptors.retry({
+              methods: ['GET'],
+              statusCodes: [],
+              retry(err, { state }, callback) {
+                const code = (err as { code?: string }).code ?? '';
+                if (!hasAnswered || !RESUMABLE_CODES.has(code) || state.counter > RESUME_ATTEMPTS) return callback(err);
+                deps.logger.warn({ upstream: host, code, attempt: state.counter }, 'blob download cut: resuming with Range');
+                deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'resumed' });
+                setTimeout(() => callback(null), 250 * 2 ** (state.counter - 1)).unref();
+              },
+            }),
+          )
+        : agent;
     try {
-      const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers: { ...headers, 'user-agent': options.userAgent }, signal });
+      const response = await request(url, { dispatcher, method: method as Dispatcher.HttpMethod, headers: { ...headers, 'user-agent': options.userAgent }, signal });
+      hasAnswered = true;
       deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: String(response.statusCode) });
       observe(response);
       return response;

@@ -7,8 +7,8 @@ import { sha256, type Blob, type ImageIndex, type ImageManifest } from '../helpe
 /** A fault the fake applies to one blob or manifest, by digest or `repo:tag`. */
 export type Fault =
   | { type: 'status'; status: number; headers?: Record<string, string> }
-  /** Sends the full Content-Length, then cuts the connection after `afterBytes`. */
-  | { type: 'drop'; afterBytes: number }
+  /** Sends the full Content-Length, then cuts the connection after `afterBytes` (`once`: only the first time). */
+  | { type: 'drop'; afterBytes: number; once?: boolean }
   /** Same length, one byte flipped: the digest no longer matches. */
   | { type: 'corrupt' }
   | { type: 'slow'; chunkBytes: number; delayMs: number }
@@ -74,7 +74,16 @@ function sendError(res: ServerResponse, status: number, code: string, headers: R
 }
 
 async function sendBody(req: IncomingMessage, res: ServerResponse, bytes: Buffer, mediaType: string, digest: string, fault: Fault | undefined) {
-  const headers: Record<string, string> = { 'content-type': mediaType, 'docker-content-digest': digest };
+  const headers: Record<string, string> = { 'content-type': mediaType, 'docker-content-digest': digest, etag: `"${digest}"` };
+  const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
+  if (range && fault?.type !== 'drop') {
+    // Blob resumption (RFC 9110 §14): what distribution and CDNs answer to `Range: bytes=N-`.
+    const start = Number(range[1]);
+    const end = range[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
+    if (req.headers['if-match'] !== undefined && req.headers['if-match'] !== headers.etag) return void res.writeHead(412).end();
+    res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${end}/${bytes.length}`, 'content-length': String(end - start + 1) });
+    return void res.end(req.method === 'HEAD' ? undefined : bytes.subarray(start, end + 1));
+  }
   if (fault?.type !== 'no-length' && !(fault?.type === 'gate' && fault.noLength)) headers['content-length'] = String(bytes.length);
   res.writeHead(200, headers);
   if (req.method === 'HEAD') return void res.end();
@@ -166,7 +175,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       return void res.end(JSON.stringify({ name: repository, tags: page }));
     }
     const key = kind === 'manifests' ? (reference.includes(':') ? `${repository}@${reference}` : `${repository}:${reference}`) : reference;
-    const fault = faults.get(kind === 'manifests' && !reference.includes(':') ? `${repository}:${reference}` : reference);
+    const faultKey = kind === 'manifests' && !reference.includes(':') ? `${repository}:${reference}` : reference;
+    const fault = faults.get(faultKey);
+    if (fault?.type === 'drop' && fault.once) faults.delete(faultKey);
     if (fault?.type === 'delay') await sleep(fault.ms);
     if (fault?.type === 'status') return sendError(res, fault.status, `STATUS_${fault.status}`, fault.headers);
     if (fault?.type === 'redirect') return void res.writeHead(307, { location: fault.location }).end();
