@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pair in docker-registry:docker-registry skopeo:skopeo containerd:containerd ctr:containerd openssl:openssl chromium:chromium docker-compose:docker-compose htpasswd:apache2-utils; do
+for pair in docker-registry:docker-registry skopeo:skopeo containerd:containerd ctr:containerd openssl:openssl chromium:chromium docker-compose:docker-compose htpasswd:apache2-utils docker:docker.io dockerd:docker.io podman:podman; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -16,6 +16,9 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   chromium: 'chromium',
   'docker-compose': 'docker-compose',
   htpasswd: 'apache2-utils',
+  docker: 'docker.io',
+  dockerd: 'docker.io',
+  podman: 'podman',
 };
 
 /**
