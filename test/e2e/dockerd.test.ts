@@ -4,12 +4,13 @@ import { startDistribution, type Distribution } from '../helpers/distribution.js
 import { startDockerd, type Dockerd } from '../helpers/dockerd.js';
 import { blobsOf, makeImage, makeIndex, type ImageIndex, type ImageManifest } from '../helpers/images.js';
 import { startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
-import { readShippedClientConfig, rootlessSkipReason } from '../helpers/shipped-config.js';
+import { rootOnlySkipReason } from '../helpers/root-only.js';
+import { readShippedClientConfig } from '../helpers/shipped-config.js';
 
 // dockerd applies registry-mirrors to Docker Hub images only, and on any mirror failure restarts
 // the pull against registry-1.docker.io, which is unreachable here: a pull that succeeds came
 // through pullthrough, and a mirror that fails shows as a failed pull.
-describe('dockerd pulls Docker Hub images through pullthrough with the shipped daemon.json', { timeout: 600_000, skip: rootlessSkipReason('dockerd') }, () => {
+describe('dockerd pulls Docker Hub images through pullthrough with the shipped daemon.json', { timeout: 600_000, skip: rootOnlySkipReason('dockerd') }, () => {
   let registry: Distribution;
   let cache: RunningPullthrough;
   let dockerd: Dockerd;

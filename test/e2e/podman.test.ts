@@ -4,11 +4,12 @@ import { startDistribution, type Distribution } from '../helpers/distribution.js
 import { blobsOf, makeImage, makeIndex, type ImageManifest } from '../helpers/images.js';
 import { createPodman, type Podman, type PodmanImage } from '../helpers/podman.js';
 import { startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
-import { readShippedClientConfig, rootlessSkipReason } from '../helpers/shipped-config.js';
+import { rootOnlySkipReason } from '../helpers/root-only.js';
+import { readShippedClientConfig } from '../helpers/shipped-config.js';
 
 // registries.conf's mirror is tried first; if it fails, podman goes to `location` (docker.io),
 // which is unreachable here: a pull that succeeds came through pullthrough.
-describe('podman pulls through pullthrough with the shipped registries.conf', { timeout: 600_000, skip: rootlessSkipReason('podman') }, () => {
+describe('podman pulls through pullthrough with the shipped registries.conf', { timeout: 600_000, skip: rootOnlySkipReason('podman') }, () => {
   let registry: Distribution;
   let cache: RunningPullthrough;
   let podman: Podman;
