@@ -57,6 +57,12 @@ describe('dockerd pulls Docker Hub images through pullthrough with the shipped d
     assert.equal(upstreamBlobGets(), blobsOf(amd64).length + blobsOf(oci).length, 'each blob of the pulled platforms came from the upstream once');
   });
 
+  it('fails the pull of a name the upstream does not have: nothing but the mirror can answer here', async () => {
+    await assert.rejects(dockerd.pull('pullthrough-missing:1.0'));
+    const asked = cache.requests.filter((r) => r.path.startsWith('/v2/library/pullthrough-missing/manifests/1.0'));
+    assert.ok(asked.length > 0 && asked.every((r) => r.status === 404), 'the mirror was asked and answered 404');
+  });
+
   it('pulls again from the cache alone once dockerd has removed the image', async () => {
     const upstreamBefore = upstreamBlobGets();
     const servedBefore = cache.requests.length;

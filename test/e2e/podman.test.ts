@@ -49,6 +49,11 @@ describe('podman pulls through pullthrough with the shipped registries.conf', { 
     assert.equal(upstreamBlobGets(), blobsOf(amd64).length + blobsOf(legacy).length, 'each blob of the pulled platforms came from the upstream once');
   });
 
+  it('fails the pull of a name the upstream does not have: nothing but the mirror can answer here', async () => {
+    // podman's message carries the mirror's answer before its fallback's.
+    await assert.rejects(podman.pull('docker.io/library/pullthrough-missing:1.0'), /Mirrors also failed: .*manifest unknown/);
+  });
+
   it('pulls again into an empty store from the cache alone', async () => {
     const upstreamBefore = upstreamBlobGets();
     const servedBefore = cache.requests.length;
