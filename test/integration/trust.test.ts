@@ -328,6 +328,16 @@ describe('trust: a hostile upstream or client cannot make private content leak',
     assert.equal(res.headers['docker-content-digest'], image.digest);
   });
 
+  it('7. repeated wrong passwords are answered here, not relayed upstream (no lockout of the node)', async () => {
+    const image = makeImage({ layerSizes: [10] });
+    const upstream = await fake({ privateRepositories: ['team/private'] });
+    upstream.addImage('team/private', '1.0', image);
+    await start([{ host: 'registry.example', url: upstream.url, default: true }]);
+    for (let i = 0; i < 50; i++) await request(cache.url).get('/v2/team/private/manifests/1.0').set('authorization', MALLORY).expect(401);
+    assert.ok(upstream.requests.length <= 3, `the upstream saw ${upstream.requests.length} requests`);
+    await request(cache.url).get('/v2/team/private/manifests/1.0').set('authorization', ALICE).expect(200);
+  });
+
   it('6. the 401 realm comes from publicUrl or a valid Host, never from a hostile one', async () => {
     const upstream = await fake();
     await start([{ host: 'docker.io', url: upstream.url, default: true }]);
