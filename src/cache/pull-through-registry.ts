@@ -136,6 +136,24 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
     return { digest: digest.value, size: joined.size, source: 'upstream', result: lookup, upstream: link.upstream, send: joined.send };
   }
 
+  /** The upstream's whole tag list, every page followed (bounded), sorted and without duplicates. */
+  async function allUpstreamTags(route: Route, requestOptions: { signal?: AbortSignal | undefined; credentials: Credentials | undefined }): Promise<string[]> {
+    const tags = new Set<string>();
+    let next: string | undefined;
+    for (let pages = 0; ; pages++) {
+      if (pages >= MAX_UPSTREAM_TAG_PAGES || tags.size >= MAX_UPSTREAM_TAGS) {
+        deps.logger.warn({ upstream: route.upstream.host, repository: route.repository, pages, tags: tags.size }, 'tag list cut: the upstream has more pages than pullthrough follows');
+        break;
+      }
+      const page = await route.upstream.listTagsPage(route.repository, { ...requestOptions, next });
+      for (const tag of page.items) if (tags.size < MAX_UPSTREAM_TAGS) tags.add(tag);
+      // A link back to a page already read would loop: the page count bounds that too.
+      if (!page.next || page.next === next) break;
+      next = page.next;
+    }
+    return [...tags].sort();
+  }
+
   return {
     async getManifest(request, reference, { accept, credentials }) {
       const route = deps.router.route(request);
@@ -177,14 +195,15 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
     async listTags(request, { n, last, signal, credentials: requester }) {
       const route = deps.router.route(request);
       const link = linkOf(route);
-      const cachedTags = () => paginate(index.listTags(link), { n, last });
+      // Rows under reserved names (referrers answers) are no tags: a real tag cannot hold ':'.
+      const cachedTags = () => paginate(index.listTags(link).filter((tag) => !tag.includes(':')), { n, last });
       if (options.isOffline(link.upstream)) {
         if (!access.isReadableWithoutUpstream(link, requester)) throw new OciError('UNAUTHORIZED', `credentials are needed for ${link.upstream}/${link.repository}`);
-        return cachedTags();
+        return { ...cachedTags(), staleWarning: `111 pullthrough "Upstream ${link.upstream} is offline: the tags this cache holds"` };
       }
       try {
-        const page = await route.upstream.listTags(route.repository, { n, last, signal, credentials: access.upstreamCredentials(link, requester) });
-        return { items: page.tags, hasMore: page.hasMore };
+        const all = await allUpstreamTags(route, { signal, credentials: access.upstreamCredentials(link, requester) });
+        return paginate(all, { n, last });
       } catch (err) {
         if (err instanceof UpstreamError && err.isNotFound) {
           throw new OciError('NAME_UNKNOWN', `repository ${route.repository} is not known to upstream ${err.upstream}`);
@@ -205,8 +224,16 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
   };
 }
 
+/**
+ * Bounds on following an upstream's tags/list pages: pullthrough pages over the whole list
+ * itself (the upstream's own page size and order are its business, and its `Link` is useless
+ * to our clients). Past either bound the list is cut there, and the cut is logged.
+ */
+export const MAX_UPSTREAM_TAG_PAGES = 100;
+export const MAX_UPSTREAM_TAGS = 100_000;
+
 /** distribution-spec "Listing tags": lexical order, `last` exclusive, at most `n`. */
-function paginate(sorted: readonly string[], { n, last }: { n?: number | undefined; last?: string | undefined }) {
+export function paginate(sorted: readonly string[], { n, last }: { n?: number | undefined; last?: string | undefined }) {
   const after = last === undefined ? sorted : sorted.filter((item) => item > last);
   const items = n === undefined ? after : after.slice(0, n);
   return { items, hasMore: items.length < after.length };

@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.js';
 import { declaredMediaType } from '../oci/manifest.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { createGuardedConnector, createNetworkPolicy, deniedMessage } from './network-policy.js';
+import { referrersPage, tagsPage, type ListPage, type ReferrersPage } from './upstream-lists.js';
 import { parseChallenges, TokenCache, tokenFromResponse } from './token-auth.js';
 import { UpstreamError } from './upstream-error.js';
 
@@ -22,12 +23,6 @@ export interface ManifestResponse {
 export interface BlobResponse {
   readonly size: number | undefined;
   readonly body: Readable;
-}
-
-export interface TagPage {
-  readonly tags: readonly string[];
-  /** True when the upstream's `Link` header points at a next page. */
-  readonly hasMore: boolean;
 }
 
 /** What the last exchanges with an upstream showed, for the status page. */
@@ -62,7 +57,13 @@ export interface Upstream {
   headManifest(repository: string, reference: string, options: RequestOptions & { accept: readonly string[] }): Promise<ManifestResponse>;
   getBlob(repository: string, digest: string, options?: RequestOptions): Promise<BlobResponse>;
   headBlob(repository: string, digest: string, options?: RequestOptions): Promise<{ size: number | undefined }>;
-  listTags(repository: string, options: RequestOptions & { n?: number | undefined; last?: string | undefined }): Promise<TagPage>;
+  /** One page of tags/list: the first when `next` is absent, else the page a previous one linked to. */
+  listTagsPage(repository: string, options: RequestOptions & { next?: string | undefined }): Promise<ListPage<string>>;
+  /**
+   * One page of `GET /v2/<repository>/referrers/<digest>` (no filter: the cache filters), the
+   * first or the one a previous page linked to; the body is capped at `maxBytes`.
+   */
+  getReferrersPage(repository: string, digest: string, options: RequestOptions & { next?: string | undefined; maxBytes: number }): Promise<ReferrersPage>;
   health(): UpstreamHealth;
   close(): Promise<void>;
 }
@@ -84,7 +85,7 @@ export interface UpstreamOptions {
   readonly breaker: { readonly failures: number; readonly openFor: number };
 }
 
-type Kind = 'manifest' | 'blob' | 'tags' | 'token';
+type Kind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
 
 const MAX_REDIRECTS = 5;
 /** A blob body cut by the network is resumed with `Range` this many times (the fill still verifies the whole digest). */
@@ -370,17 +371,19 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       await response.body.dump();
       return { size: contentLength(response.headers) };
     },
-    async listTags(repository, options) {
-      const { n, last } = options;
-      const query = new URLSearchParams();
-      if (n !== undefined) query.set('n', String(n));
-      if (last !== undefined) query.set('last', last);
-      const suffix = query.size > 0 ? `?${query}` : '';
-      const response = await send('tags', 'GET', `/v2/${repository}/tags/list${suffix}`, repository, { accept: 'application/json' }, options);
+    async listTagsPage(repository, options) {
+      const path = options.next ?? `/v2/${repository}/tags/list`;
+      const response = await send('tags', 'GET', path, repository, { accept: 'application/json' }, options);
       if (response.statusCode !== 200) return failure(response, `tags of ${repository}`);
-      const body = (await response.body.json().catch(() => undefined)) as { tags?: unknown } | undefined;
-      const tags = Array.isArray(body?.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];
-      return { tags, hasMore: /rel="?next"?/.test(header(response.headers, 'link') ?? '') };
+      return tagsPage(response, { base, current: new URL(path, base), what: `tags of ${repository}`, host }).catch(translate);
+    },
+    async getReferrersPage(repository, digest, options) {
+      const path = options.next ?? `/v2/${repository}/referrers/${digest}`;
+      const what = `referrers of ${repository}@${digest}`;
+      const response = await send('referrers', 'GET', path, repository, { accept: 'application/vnd.oci.image.index.v1+json' }, options);
+      // 404 and 405 are answers too: they say the upstream has no referrers API.
+      if (![200, 404, 405].includes(response.statusCode)) return failure(response, what);
+      return referrersPage(response, { base, current: new URL(path, base), maxBytes: options.maxBytes, what, host }).catch(translate);
     },
     health: () => ({ ...health, breaker: breaker.state }),
     async close() {

@@ -66,6 +66,8 @@ export interface FakeUpstreamOptions {
   readonly scopedBlobs?: boolean;
   /** Runs before a request is handled (after it is recorded); a test can hold requests here. */
   readonly onRequest?: (req: RecordedRequest) => Promise<void> | void;
+  /** Pages tags/list this many at a time when the client sends no `n`, as Docker Hub and ghcr.io do. */
+  readonly tagPageSize?: number;
 }
 
 function sendError(res: ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
@@ -167,7 +169,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       const tags = [...manifests.keys()].filter((k) => k.startsWith(`${repository}:`) && !k.includes('@')).map((k) => k.slice(repository.length + 1));
       if (tags.length === 0) return sendError(res, 404, 'NAME_UNKNOWN');
       const last = parsed.searchParams.get('last');
-      const n = parsed.searchParams.get('n');
+      const n = parsed.searchParams.get('n') ?? (options.tagPageSize === undefined ? null : String(options.tagPageSize));
       const after = tags.sort().filter((t) => last === null || t > last);
       const page = n === null ? after : after.slice(0, Number(n));
       const link = page.length < after.length ? { link: `</v2/${repository}/tags/list?n=${n}&last=${page.at(-1)}>; rel="next"` } : {};

@@ -18,12 +18,16 @@ function pageOptions(req: Request): PageOptions {
   return { n: size, last: typeof last === 'string' ? last : undefined };
 }
 
-/** RFC 8288 `Link` to the next page, as distribution sends it. */
-function setNextLink(res: Response, path: string, page: Page<string>, n: number | undefined): void {
+/**
+ * RFC 8288 `Link` to the next page, as distribution sends it: on our own origin and path
+ * (containerd follows nothing else), keeping `ns=` so the next page reaches the same upstream.
+ */
+function setNextLink(req: Request, res: Response, page: Page<string>, n: number | undefined): void {
   const lastItem = page.items[page.items.length - 1];
   if (!page.hasMore || lastItem === undefined) return;
-  const query = new URLSearchParams({ ...(n !== undefined && { n: String(n) }), last: lastItem });
-  res.setHeader('link', `<${path}?${query}>; rel="next"`);
+  const ns = req.query['ns'];
+  const query = new URLSearchParams({ ...(n !== undefined && { n: String(n) }), last: lastItem, ...(typeof ns === 'string' && ns !== '' && { ns }) });
+  res.setHeader('link', `<${req.path}?${query}>; rel="next"`);
 }
 
 /** `GET /v2/<name>/tags/list`: the upstream's list, or the cached tags while it is down. */
@@ -34,7 +38,7 @@ export function createTagsHandler(registry: Registry) {
     const options = pageOptions(req);
     const page = await registry.listTags(repositoryRequest(req, name), { ...options, credentials: requesterCredentials(res) });
     if (page.staleWarning) res.setHeader('warning', page.staleWarning);
-    setNextLink(res, req.path, page, options.n);
+    setNextLink(req, res, page, options.n);
     res.json({ name, tags: page.items });
   };
 }
@@ -45,7 +49,7 @@ export function createCatalogHandler(registry: Registry) {
     labels(res).kind = 'catalog';
     const options = pageOptions(req);
     const page = await registry.listRepositories(options, requesterCredentials(res));
-    setNextLink(res, req.path, page, options.n);
+    setNextLink(req, res, page, options.n);
     res.json({ repositories: page.items });
   };
 }

@@ -2,8 +2,23 @@ import type { Request, Response } from 'express';
 import type { Registry } from '../../cache/registry.js';
 import { OciError } from '../../oci/errors.js';
 import { parseAccept } from '../../oci/media-types.js';
-import { parseManifestReference } from '../../oci/reference.js';
+import { looksLikeDigest } from '../../oci/digest.js';
+import { parseManifestReference, type ManifestReference } from '../../oci/reference.js';
 import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
+
+/**
+ * A reference that is no valid tag names no manifest: 404 MANIFEST_UNKNOWN, as distribution
+ * answers and the conformance suite's `.INVALID_MANIFEST_NAME` expects (the spec has no
+ * TAG_INVALID). A malformed digest stays 400 DIGEST_INVALID.
+ */
+function manifestReference(raw: string): ManifestReference {
+  try {
+    return parseManifestReference(raw);
+  } catch (err) {
+    if (looksLikeDigest(raw)) throw err;
+    throw new OciError('MANIFEST_UNKNOWN', `${JSON.stringify(raw.slice(0, 200))} is not a valid tag, so no manifest has it`);
+  }
+}
 
 /** `GET`/`HEAD /v2/<name>/manifests/<reference>` (distribution-spec "Pulling manifests"). */
 export function createManifestHandler(registry: Registry) {
@@ -13,7 +28,7 @@ export function createManifestHandler(registry: Registry) {
       throw new OciError('UNSUPPORTED', `${req.method} of manifests is not supported: pullthrough is a read-only mirror`);
     }
     const params = req.params as Record<string, string>;
-    const reference = parseManifestReference(params['1'] ?? '');
+    const reference = manifestReference(params['1'] ?? '');
     const manifest = await registry.getManifest(repositoryRequest(req, params['0'] ?? ''), reference, {
       method: req.method,
       accept: parseAccept(req.headersDistinct['accept']),
