@@ -12,6 +12,7 @@ import type { AccessPolicy, AccessProbe } from './access-policy.js';
 import type { BlobFills, JoinedFill } from './blob-fill.js';
 import type { ManifestFill } from './manifest-fill.js';
 import { createManifestLookup, notFound, offlineMiss, type ManifestLookupOptions } from './manifest-lookup.js';
+import { createReferrersLookup } from './referrers.js';
 import type { BlobResult, BlobSender, Registry } from './registry.js';
 import { SingleFlight } from './single-flight.js';
 import { isUpstreamOutage, staleWarning } from './tag-freshness.js';
@@ -52,6 +53,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
   const { metrics, index, access } = deps;
   const manifests = createManifestLookup(options, deps);
   const probes = new SingleFlight<unknown>();
+  const referrers = createReferrersLookup(options, { ...deps, manifests: deps.manifests, byTag: manifests.byTag });
 
   /**
    * Sends a cached blob. A file that vanished under its row (removed by hand, a damaged disk) drops
@@ -190,6 +192,10 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       } catch (err) {
         throw notFound(err, 'BLOB_UNKNOWN', `blob ${digest.value} of ${route.repository}`);
       }
+    },
+
+    async getReferrers(request, subject, { artifactType, credentials }) {
+      return referrers.get(deps.router.route(request), subject, { artifactType, requester: credentials });
     },
 
     async listTags(request, { n, last, signal, credentials: requester }) {

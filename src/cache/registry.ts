@@ -47,6 +47,18 @@ export interface BlobResult {
  */
 export type BlobSender = (dest: Writable, options?: { range?: ByteRange | undefined; onBytes?: (bytes: number) => void }) => Promise<number>;
 
+/** A referrers answer (distribution-spec "Listing Referrers"): always an image index, maybe empty. */
+export interface ReferrersResult {
+  /** The image index to send, already filtered. */
+  readonly bytes: Buffer;
+  /** True when `artifactType` filtering was applied (the answer then carries OCI-Filters-Applied). */
+  readonly isFiltered: boolean;
+  readonly source: Source;
+  readonly result: LookupResult;
+  readonly upstream: string;
+  readonly staleWarning?: string | undefined;
+}
+
 export interface Page<T> {
   readonly items: readonly T[];
   readonly hasMore: boolean;
@@ -71,6 +83,8 @@ export interface ReadOptions {
 export interface Registry {
   getManifest(request: RepositoryRequest, reference: ManifestReference, options: ReadOptions & { accept: readonly string[] }): Promise<ManifestResult>;
   getBlob(request: RepositoryRequest, digest: Digest, options: ReadOptions): Promise<BlobResult>;
+  /** Referrers of `subject` in the named repository; never "not found" (an empty index means none). */
+  getReferrers(request: RepositoryRequest, subject: Digest, options: ReadOptions & { artifactType?: string | undefined }): Promise<ReferrersResult>;
   listTags(
     request: RepositoryRequest,
     options: PageOptions & { signal?: AbortSignal | undefined; credentials?: Credentials | undefined },

@@ -12,6 +12,7 @@ import { createAdminRouter, requireAdminToken } from './routes/admin.js';
 import { createBlobHandler } from './routes/blobs.js';
 import { createCatalogHandler, createTagsHandler } from './routes/listings.js';
 import { createManifestHandler } from './routes/manifests.js';
+import { createReferrersHandler } from './routes/referrers.js';
 import { createStatusHandlers } from './routes/status.js';
 
 export interface HttpAppDeps {
@@ -39,6 +40,7 @@ const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
 const UPLOAD_PATH = /^\/v2\/(.+)\/blobs\/uploads(?:\/.*)?$/;
 const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
+const REFERRERS_PATH = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 
 function accessLog(logger: Logger, metrics: Metrics) {
   return (req: Request, res: Response, next: NextFunction) => {
@@ -128,6 +130,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   });
   app.all(BLOB_PATH, createBlobHandler(deps.registry, deps.logger));
   app.get(TAGS_PATH, createTagsHandler(deps.registry));
+  app.all(REFERRERS_PATH, createReferrersHandler(deps.registry));
 
   app.use((req, res) => {
     const error =

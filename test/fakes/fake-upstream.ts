@@ -68,6 +68,13 @@ export interface FakeUpstreamOptions {
   readonly onRequest?: (req: RecordedRequest) => Promise<void> | void;
   /** Pages tags/list this many at a time when the client sends no `n`, as Docker Hub and ghcr.io do. */
   readonly tagPageSize?: number;
+  /**
+   * Implement the referrers API as distribution-spec v1.1 words it: an image index of the
+   * repository's manifests whose `subject` is the digest, `artifactType` filtering with
+   * `OCI-Filters-Applied`, pages of `pageSize` linked with `rel="next"`. Absent: the endpoint is
+   * a 404, as on distribution 2.x and Docker Hub.
+   */
+  readonly referrers?: { readonly pageSize?: number; readonly filters?: boolean };
 }
 
 function sendError(res: ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
@@ -147,6 +154,11 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify({ token: `token-${tokens}`, expires_in: 300 }));
     }
+    const referrersMatch = /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(path);
+    if (referrersMatch && options.referrers && !options.bearer) {
+      if (!isAuthorized(req, referrersMatch[1]!)) return sendError(res, 401, 'UNAUTHORIZED', { 'www-authenticate': 'Basic realm="fake"' });
+      return sendReferrers(res, parsed, referrersMatch[1]!, referrersMatch[2]!, options.referrers);
+    }
     const match = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.+)$/.exec(path);
     if (options.bearer && path.startsWith('/v2/') && !/^Bearer token-\d+$/.test(req.headers.authorization ?? '')) {
       const scope = match ? `repository:${match[1]}:pull` : '';
@@ -193,6 +205,40 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     }
     const isManifest = kind === 'manifests';
     await sendBody(req, res, content.bytes, isManifest ? content.mediaType : 'application/octet-stream', content.digest, fault);
+  }
+
+  /** For the referrers endpoint: the same Basic check as manifests and blobs. */
+  function isAuthorized(req: IncomingMessage, repository: string): boolean {
+    if (!privateRepositories.has(repository)) return true;
+    const [user = '', password = ''] = Buffer.from(/^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '', 'base64').toString().split(':');
+    return user !== '' && options.users?.[user] === password;
+  }
+
+  function sendReferrers(res: ServerResponse, parsed: URL, repository: string, subject: string, api: NonNullable<FakeUpstreamOptions['referrers']>): void {
+    const fault = faults.get(`referrers:${subject}`);
+    if (fault?.type === 'status') return sendError(res, fault.status, `STATUS_${fault.status}`, fault.headers);
+    const artifactType = parsed.searchParams.get('artifactType');
+    const referrers = new Map<string, Record<string, unknown>>();
+    for (const [key, manifest] of manifests) {
+      if (!key.startsWith(`${repository}@`)) continue;
+      const body = JSON.parse(manifest.bytes.toString()) as { subject?: { digest?: string }; artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> };
+      if (body.subject?.digest !== subject) continue;
+      const type = body.artifactType ?? body.config?.mediaType;
+      if (artifactType !== null && api.filters && type !== artifactType) continue;
+      referrers.set(manifest.digest, { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length, artifactType: type, ...(body.annotations && { annotations: body.annotations }) });
+    }
+    const all = [...referrers.values()].sort((a, b) => String(a['digest']).localeCompare(String(b['digest'])));
+    const start = Number(parsed.searchParams.get('page') ?? '0');
+    const size = api.pageSize ?? all.length;
+    const page = all.slice(start, start + size);
+    const headers: Record<string, string> = { 'content-type': 'application/vnd.oci.image.index.v1+json' };
+    if (artifactType !== null && api.filters) headers['oci-filters-applied'] = 'artifactType';
+    if (start + size < all.length) {
+      const next = new URLSearchParams({ page: String(start + size), ...(artifactType !== null && { artifactType }) });
+      headers['link'] = `</v2/${repository}/referrers/${subject}?${next}>; rel="next"`;
+    }
+    res.writeHead(200, headers);
+    res.end(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: page }));
   }
 
   let connections = 0;

@@ -98,3 +98,42 @@ export function blobsOf(image: ImageManifest | ImageIndex): Blob[] {
   const all = images.flatMap((m) => [m.config, ...m.layers]);
   return [...new Map(all.map((b) => [b.digest, b])).values()];
 }
+
+/** The empty JSON blob artifacts use as their config (image-spec "Guidance for an Empty Descriptor"). */
+export const EMPTY_JSON: Blob = blob(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
+
+/**
+ * A signature- or SBOM-like artifact (image-spec v1.1): an image manifest with `artifactType`,
+ * the empty config, one payload layer, and a `subject` pointing at the manifest it is about.
+ */
+export function makeArtifact(options: { subject: Blob; artifactType: string; annotations?: Record<string, string>; payload?: string }): ImageManifest {
+  const payload = blob(Buffer.from(options.payload ?? `payload ${randomBytes(8).toString('hex')}`), 'application/octet-stream');
+  const json = {
+    schemaVersion: 2,
+    mediaType: OCI.manifest,
+    artifactType: options.artifactType,
+    config: { mediaType: EMPTY_JSON.mediaType, digest: EMPTY_JSON.digest, size: EMPTY_JSON.bytes.length },
+    layers: [{ mediaType: payload.mediaType, digest: payload.digest, size: payload.bytes.length }],
+    subject: { mediaType: options.subject.mediaType, digest: options.subject.digest, size: options.subject.bytes.length },
+    ...(options.annotations && { annotations: options.annotations }),
+  };
+  return { ...blob(Buffer.from(JSON.stringify(json)), OCI.manifest), config: EMPTY_JSON, layers: [payload], platform: { os: 'unknown', architecture: 'unknown' } };
+}
+
+/**
+ * The index a client without the referrers API pushes under the fallback tag `sha256-<hex>`
+ * (distribution-spec "Referrers Tag Schema"): each artifact with its artifactType and annotations.
+ */
+export function makeFallbackIndex(artifacts: readonly ImageManifest[]): ImageIndex {
+  const manifests = artifacts.map((a) => {
+    const body = JSON.parse(a.bytes.toString()) as { artifactType?: string; annotations?: Record<string, string> };
+    return { mediaType: a.mediaType, digest: a.digest, size: a.bytes.length, artifactType: body.artifactType, ...(body.annotations && { annotations: body.annotations }) };
+  });
+  const json = { schemaVersion: 2, mediaType: OCI.index, manifests };
+  return { ...blob(Buffer.from(JSON.stringify(json)), OCI.index), images: artifacts };
+}
+
+/** The fallback tag of a digest: `sha256-<hex>`. */
+export function fallbackTagOf(digest: string): string {
+  return digest.replace(':', '-');
+}

@@ -1,0 +1,185 @@
+import type { Credentials } from '../config/credentials.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
+import { MEDIA_TYPES } from '../oci/media-types.js';
+import { fallbackTag, indexManifests, referrerDescriptors, referrersIndex, type ReferrerDescriptor } from '../oci/referrers.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { Route } from '../upstream/upstream-router.js';
+import type { AccessPolicy } from './access-policy.js';
+import type { ManifestFill } from './manifest-fill.js';
+import type { LookupResult, ManifestResult, ReferrersResult } from './registry.js';
+import { SingleFlight } from './single-flight.js';
+import { isTagFresh, isUpstreamOutage, staleWarning } from './tag-freshness.js';
+
+/** Bounds on following an upstream's referrers pages (containerd's own: 64 pages, 4096 descriptors). */
+export const MAX_REFERRERS_PAGES = 64;
+export const MAX_REFERRERS = 4096;
+const MAX_PAGE_BYTES = 4 * 2 ** 20;
+/** How long an upstream that answered the endpoint 404/405 is taken to have no referrers API. */
+export const NO_API_TTL_MS = 15 * 60_000;
+
+/**
+ * The tag row a referrers answer is kept under: no real tag can contain ':', so it never meets
+ * one, and tag listings leave it out.
+ */
+export function referrersTagName(subject: Digest): string {
+  return `referrers:${subject.value}`;
+}
+
+interface StoredAnswer {
+  readonly digest: string;
+  readonly bytes: Buffer;
+  readonly warning?: string | undefined;
+}
+
+/**
+ * Referrers of a subject (distribution-spec "Listing Referrers"), cached like a tag: the
+ * upstream's answer with every page followed, or, from an upstream without the API, the index
+ * under the fallback tag `<alg>-<hex>`, or none. Kept unfiltered under {@link referrersTagName},
+ * revalidated after the upstream's tagTtl, served stale while it is down and from the cache
+ * offline; `artifactType` filtering is always done here.
+ */
+export function createReferrersLookup(
+  options: {
+    readonly tagTtlMs: (upstreamHost: string, tag: string) => number;
+    readonly isOffline: (upstreamHost: string) => boolean;
+  },
+  deps: {
+    readonly index: MetadataIndex;
+    readonly store: BlobStore;
+    readonly manifests: ManifestFill;
+    readonly access: AccessPolicy;
+    readonly metrics: Metrics;
+    readonly logger: Logger;
+    readonly now: () => number;
+    /** The manifest lookup by tag, which caches the fallback tag as any other tag. */
+    readonly byTag: (route: Route, tag: string, accept: readonly string[], requester: Credentials | undefined) => Promise<ManifestResult>;
+  },
+) {
+  const { index, access, metrics } = deps;
+  const flights = new SingleFlight<StoredAnswer>();
+  /** Upstream host → until when it is taken to have no referrers API. In memory, one entry per upstream. */
+  const noApiUntil = new Map<string, number>();
+
+  async function store(link: RepositoryRecord, descriptors: readonly ReferrerDescriptor[]): Promise<StoredAnswer> {
+    const bytes = referrersIndex(descriptors);
+    const digest = digestOf(bytes);
+    const parsed = parseDigest(digest);
+    if ((await deps.store.size(parsed)) === undefined) await deps.store.writeAll(parsed, bytes);
+    // The referrers are its children: eviction and pins treat them as part of the answer.
+    index.putContent({ digest, size: bytes.length, mediaType: MEDIA_TYPES.ociIndex, kind: 'manifest' }, link, descriptors.map((d) => d.digest));
+    return { digest, bytes };
+  }
+
+  /** Every page of the upstream's answer, bounded; undefined when the upstream has no referrers API. */
+  async function fromApi(route: Route, subject: Digest, credentials: Credentials | undefined): Promise<ReferrerDescriptor[] | undefined> {
+    const host = route.upstream.host;
+    if ((noApiUntil.get(host) ?? 0) > deps.now()) return undefined;
+    const byDigest = new Map<string, ReferrerDescriptor>();
+    let next: string | undefined;
+    for (let pages = 0; pages < MAX_REFERRERS_PAGES && byDigest.size < MAX_REFERRERS; pages++) {
+      const page = await route.upstream.getReferrersPage(route.repository, subject.value, { credentials, next, maxBytes: MAX_PAGE_BYTES });
+      if (page.kind === 'unsupported') {
+        if (pages > 0) break;
+        // "repository unknown" says nothing about the API: the fallback tag answers this one request.
+        if (!page.isRepositoryUnknown) noApiUntil.set(host, deps.now() + NO_API_TTL_MS);
+        return undefined;
+      }
+      for (const descriptor of referrerDescriptors(page.manifests)) {
+        if (byDigest.size >= MAX_REFERRERS) break;
+        byDigest.set(descriptor.digest, descriptor);
+      }
+      if (!page.next || page.next === next) break;
+      next = page.next;
+    }
+    noApiUntil.delete(host);
+    return [...byDigest.values()];
+  }
+
+  /** Asks the upstream: the API, else the fallback tag. Stores the answer under the reserved tag unless it is stale. */
+  async function refresh(route: Route, link: RepositoryRecord, subject: Digest, requester: Credentials | undefined): Promise<StoredAnswer> {
+    const credentials = access.upstreamCredentials(link, requester);
+    const key = `${link.upstream}/${link.repository}@${subject.value}|${credentials?.id ?? ''}`;
+    return flights.run(key, async () => {
+      const descriptors = await fromApi(route, subject, credentials);
+      let answer: StoredAnswer;
+      if (descriptors) {
+        access.recordSuccess(link, credentials);
+        answer = await store(link, descriptors);
+      } else {
+        try {
+          const tagged = await deps.byTag(route, fallbackTag(subject), [MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList], requester);
+          const manifests = tagged.bytes ? indexManifests(tagged.bytes) : undefined;
+          // A fallback tag that is no index lists nothing we could answer with.
+          answer = tagged.bytes && manifests ? { digest: tagged.digest, bytes: tagged.bytes, warning: tagged.staleWarning } : await store(link, []);
+        } catch (err) {
+          if (!(err instanceof OciError && err.code === 'MANIFEST_UNKNOWN')) throw err;
+          answer = await store(link, []);
+        }
+      }
+      if (!answer.warning) index.putTag(link, referrersTagName(subject), { digest: answer.digest, mediaType: MEDIA_TYPES.ociIndex, checkedAt: deps.now() });
+      return answer;
+    }).promise;
+  }
+
+  function answer(link: RepositoryRecord, stored: StoredAnswer, lookup: LookupResult, artifactType: string | undefined, warning?: string): ReferrersResult {
+    metrics.cacheLookups.inc({ kind: 'referrers', result: lookup });
+    index.recordAccess(stored.digest);
+    const all = referrerDescriptors(indexManifests(stored.bytes) ?? []);
+    const descriptors = artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
+    const source = lookup === 'miss' || lookup === 'joined' ? 'upstream' : 'cache';
+    return { bytes: referrersIndex(descriptors), isFiltered: artifactType !== undefined, source, result: lookup, upstream: link.upstream, staleWarning: warning ?? stored.warning };
+  }
+
+  async function cached(link: RepositoryRecord, tag: string): Promise<{ checkedAt: number; stored: StoredAnswer } | undefined> {
+    const row = index.getTag(link, tag);
+    const local = row ? await deps.manifests.local(row.digest) : undefined;
+    return row && local ? { checkedAt: row.checkedAt, stored: { digest: local.digest, bytes: local.bytes } } : undefined;
+  }
+
+  async function get(route: Route, subject: Digest, request: { artifactType?: string | undefined; requester: Credentials | undefined }): Promise<ReferrersResult> {
+    const link = { upstream: route.upstream.host, repository: route.repository };
+    const isOffline = options.isOffline(link.upstream);
+    const { artifactType, requester } = request;
+    // The same rules as the subject's repository: a tags page is the cheapest proof of read access.
+    const probe = (credentials: Credentials | undefined) => route.upstream.listTagsPage(link.repository, { credentials, next: `/v2/${link.repository}/tags/list?n=1` });
+    const known = await cached(link, referrersTagName(subject));
+    if (known) {
+      await access.authorizeRepository(link, requester, probe, isOffline);
+      if (isOffline || isTagFresh(known.checkedAt, deps.now(), options.tagTtlMs(link.upstream, fallbackTag(subject)))) return answer(link, known.stored, 'hit', artifactType);
+      try {
+        const fresh = await refresh(route, link, subject, requester);
+        return answer(link, fresh, fresh.digest === known.stored.digest ? 'revalidated' : 'miss', artifactType);
+      } catch (err) {
+        if (!isUpstreamOutage(err)) throw err;
+        deps.logger.warn({ upstream: link.upstream, repository: link.repository, subject: subject.value, err: err.message }, 'serving cached referrers: upstream could not revalidate them');
+        return answer(link, known.stored, 'stale', artifactType, staleWarning(err));
+      }
+    }
+    if (isOffline) {
+      // A fallback tag fetched or imported earlier answers as it did online.
+      const tagged = await cached(link, fallbackTag(subject));
+      if (tagged) {
+        await access.authorizeRepository(link, requester, probe, true);
+        return answer(link, tagged.stored, 'hit', artifactType);
+      }
+      // The spec allows no 404 here: "none that this cache knows of", said so.
+      metrics.cacheLookups.inc({ kind: 'referrers', result: 'offline_miss' });
+      return {
+        bytes: referrersIndex([]),
+        isFiltered: artifactType !== undefined,
+        source: 'cache',
+        result: 'stale',
+        upstream: link.upstream,
+        staleWarning: `111 pullthrough "Upstream ${link.upstream} is offline and no referrers of ${subject.value} are cached"`,
+      };
+    }
+    const fresh = await refresh(route, link, subject, requester);
+    return answer(link, fresh, 'miss', artifactType);
+  }
+
+  return { get };
+}
