@@ -38,6 +38,7 @@ const USAGE = `usage: pullthrough <command> [--config FILE] [options]
   --config FILE                   YAML config (default: $PULLTHROUGH_CONFIG, else config/default.yaml)
   --platform P[,P…]               preload/export: platforms of multi-platform images (default: this machine's)
   --all-platforms                 preload/export: every platform
+  --referrers                     preload/export: also every referrer (signatures, SBOMs) of each image
   --via URL                       preload/export: pull through the pullthrough at URL
   --version, --help
 `;

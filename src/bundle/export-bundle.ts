@@ -1,7 +1,9 @@
 import { Readable, type Writable } from 'node:stream';
 import { formatImageReference } from '../oci/image-reference.js';
 import { TarWriter } from './tar.js';
-import type { WalkedImage } from './image-walker.js';
+import { SUBJECT_ANNOTATION } from '../oci/referrers.js';
+import type { WalkedImage, WalkedManifest } from './image-walker.js';
+import type { WalkedReferrers } from './referrer-walker.js';
 
 /** The annotations containerd and skopeo read to name an image in an OCI image layout. */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -12,28 +14,47 @@ export const CONTAINERD_NAME = 'io.containerd.image.name';
  * `index.json` naming each image by its full reference, and every manifest and blob once under
  * `blobs/sha256/`. Blob bytes are streamed from the server at `baseUrl` (its cache), never held.
  * skopeo reads it as `oci-archive:FILE:<full reference>`; `pullthrough import` loads it.
+ *
+ * With `referrers` (of each image, by position): every referrer is an entry too, with its
+ * artifactType and annotations and {@link SUBJECT_ANNOTATION} naming its subject (no ref name,
+ * so tools that list images skip it), and each fallback tag an ordinary named entry.
  */
-export async function writeBundle(baseUrl: string, images: readonly WalkedImage[], out: Writable): Promise<{ files: number; bytes: number }> {
+export async function writeBundle(
+  baseUrl: string,
+  images: readonly WalkedImage[],
+  out: Writable,
+  referrers: ReadonlyArray<WalkedReferrers | undefined> = [],
+): Promise<{ files: number; bytes: number }> {
   const tar = new TarWriter(out);
-  const index = {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: images.map((image) => {
-      const name = formatImageReference({ ...image.reference, digest: undefined });
-      return {
-        mediaType: image.root.mediaType,
-        digest: image.root.digest,
-        size: image.root.bytes.length,
-        annotations: { [REF_NAME]: name, [CONTAINERD_NAME]: name },
-      };
-    }),
-  };
+  const named = (manifest: WalkedManifest, name: string) => ({
+    mediaType: manifest.mediaType,
+    digest: manifest.digest,
+    size: manifest.bytes.length,
+    annotations: { [REF_NAME]: name, [CONTAINERD_NAME]: name },
+  });
+  const units: WalkedImage[] = [...images];
+  const entries: object[] = images.map((image) => named(image.root, formatImageReference({ ...image.reference, digest: undefined })));
+  images.forEach((image, i) => {
+    const walked = referrers[i];
+    if (!walked) return;
+    const repository = `${image.reference.registry}/${image.reference.repository}`;
+    for (const referrer of walked.referrers) {
+      const { descriptor } = referrer;
+      entries.push({ ...descriptor, annotations: { ...descriptor.annotations, [SUBJECT_ANNOTATION]: `${repository}@${referrer.subject}` } });
+      units.push(referrer.walked);
+    }
+    for (const fallback of walked.fallbackTags) {
+      entries.push(named(fallback.manifest, `${repository}:${fallback.tag}`));
+      units.push({ reference: image.reference, root: fallback.manifest, manifests: [fallback.manifest], blobs: [] });
+    }
+  });
+  const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: entries };
   await tar.addBuffer('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
   await tar.addBuffer('index.json', Buffer.from(JSON.stringify(index, null, 2)));
   await tar.addDirectory('blobs/');
   await tar.addDirectory('blobs/sha256/');
 
-  for (const image of images) {
+  for (const image of units) {
     for (const digest of [...image.manifests.map((m) => m.digest), ...image.blobs.map((b) => b.digest)]) {
       // ustar names stop at 100 bytes: blobs/sha256/<64 hex> fits, longer digests do not.
       if (!digest.startsWith('sha256:')) throw new Error(`${formatImageReference(image.reference)}: only sha256 content can be exported, not ${digest}`);
@@ -42,7 +63,7 @@ export async function writeBundle(baseUrl: string, images: readonly WalkedImage[
   const written = new Set<string>();
   let files = 0;
   let bytes = 0;
-  for (const image of images) {
+  for (const image of units) {
     for (const manifest of image.manifests) {
       if (written.has(manifest.digest)) continue;
       written.add(manifest.digest);

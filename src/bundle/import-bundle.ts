@@ -12,6 +12,7 @@ import type { MetadataIndex } from '../storage/metadata-index.js';
 import { CONTAINERD_NAME, REF_NAME } from './export-bundle.js';
 import { legacyDockerImages } from './docker-archive.js';
 import { ImportError } from './import-error.js';
+import { commitReferrersAnswers, isReferrerEntry, referrerImages } from './import-referrers.js';
 import { readTar } from './tar.js';
 
 /** A file of the bundle, verified and synced in tmp/, not yet committed. */
@@ -117,7 +118,11 @@ export async function importBundle(
     if (unknownHosts.length > 0) {
       throw new ImportError(`no upstream is configured for ${unknownHosts.join(', ')}: add ${unknownHosts.length > 1 ? 'them' : 'it'} to upstreams (offline: true if it is unreachable here)`);
     }
-    return await commit(images, staged, deps, options);
+    // Referrers (export --referrers) come in with the images, then the answers that list them.
+    const referrers = metadata.has('index.json') ? await referrerImages(JSON.parse(metadata.get('index.json')!.toString()) as unknown, content) : { images: [], answers: [] };
+    const result = await commit([...images, ...referrers.images], staged, deps, options);
+    await commitReferrersAnswers(referrers.answers, deps, options);
+    return { ...result, images: result.images.slice(0, images.length) };
   } catch (err) {
     await discardAll();
     if (err instanceof SyntaxError) throw new ImportError(`the bundle's index is not valid JSON: ${err.message}`);
@@ -169,6 +174,7 @@ async function ociLayoutImages(index: unknown, content: BundleContent): Promise<
   const entries = (index as { manifests?: Array<Descriptor & { annotations?: Record<string, string> }> }).manifests ?? [];
   const images: ImportedImage[] = [];
   for (const entry of entries) {
+    if (isReferrerEntry(entry)) continue;
     const name = entry.annotations?.[CONTAINERD_NAME] ?? entry.annotations?.[REF_NAME];
     let reference: ImageReference;
     try {

@@ -3,6 +3,7 @@ import type { Metrics } from '../metrics.js';
 import { parseDigest, type Digest } from '../oci/digest.js';
 import { manifestReferences } from '../oci/manifest.js';
 import { OciError } from '../oci/errors.js';
+import { isReservedTagName } from '../oci/referrers.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Credentials } from '../config/credentials.js';
@@ -202,7 +203,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       const route = deps.router.route(request);
       const link = linkOf(route);
       // Rows under reserved names (referrers answers) are no tags: a real tag cannot hold ':'.
-      const cachedTags = () => paginate(index.listTags(link).filter((tag) => !tag.includes(':')), { n, last });
+      const cachedTags = () => paginate(index.listTags(link).filter((tag) => !isReservedTagName(tag)), { n, last });
       if (options.isOffline(link.upstream)) {
         if (!access.isReadableWithoutUpstream(link, requester)) throw new OciError('UNAUTHORIZED', `credentials are needed for ${link.upstream}/${link.repository}`);
         return { ...cachedTags(), staleWarning: `111 pullthrough "Upstream ${link.upstream} is offline: the tags this cache holds"` };

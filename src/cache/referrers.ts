@@ -4,7 +4,7 @@ import type { Metrics } from '../metrics.js';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { MEDIA_TYPES } from '../oci/media-types.js';
-import { fallbackTag, indexManifests, referrerDescriptors, referrersIndex, type ReferrerDescriptor } from '../oci/referrers.js';
+import { fallbackTag, indexManifests, referrerDescriptors, referrersIndex, referrersTagName, type ReferrerDescriptor } from '../oci/referrers.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Route } from '../upstream/upstream-router.js';
@@ -20,14 +20,6 @@ export const MAX_REFERRERS = 4096;
 const MAX_PAGE_BYTES = 4 * 2 ** 20;
 /** How long an upstream that answered the endpoint 404/405 is taken to have no referrers API. */
 export const NO_API_TTL_MS = 15 * 60_000;
-
-/**
- * The tag row a referrers answer is kept under: no real tag can contain ':', so it never meets
- * one, and tag listings leave it out.
- */
-export function referrersTagName(subject: Digest): string {
-  return `referrers:${subject.value}`;
-}
 
 interface StoredAnswer {
   readonly digest: string;

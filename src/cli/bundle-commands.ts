@@ -12,12 +12,12 @@ import { IMAGE_OPTIONS, platformChoice, pullImages, readImageList, UsageError } 
 import { formatBytes } from '../config/units.js';
 import type { CommandIo } from './progress.js';
 
-/** `pullthrough export IMAGE… -o FILE [--file F] [--platform P,…|--all-platforms] [--via URL]` */
+/** `pullthrough export IMAGE… -o FILE [--file F] [--platform P,…|--all-platforms] [--referrers] [--via URL]` */
 export async function runExport(argv: readonly string[], config: Config, io: CommandIo, arch: string): Promise<number> {
   const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { ...IMAGE_OPTIONS, output: { type: 'string', short: 'o' } } });
   if (!values.output) throw new UsageError('name the bundle to write with -o FILE');
   const images = readImageList(positionals, values.file);
-  const result = await pullImages(config, images, { platforms: platformChoice(values, arch), via: values.via }, io);
+  const result = await pullImages(config, images, { platforms: platformChoice(values, arch), via: values.via, referrers: values.referrers }, io);
   try {
     if (result.failed.length > 0) {
       for (const failure of result.failed) io.out.write(`failed: ${failure.image}: ${failure.reason}\n`);
@@ -28,7 +28,7 @@ export async function runExport(argv: readonly string[], config: Config, io: Com
     const partial = `${target}.partial`;
     const out = createWriteStream(partial);
     try {
-      const written = await writeBundle(result.baseUrl, result.pulled, out);
+      const written = await writeBundle(result.baseUrl, result.pulled, out, result.referrers);
       out.end();
       await finished(out);
       await rename(partial, target);

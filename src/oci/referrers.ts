@@ -18,6 +18,22 @@ export function fallbackTag(digest: Digest): string {
   return `${digest.algorithm.slice(0, 32)}-${digest.hex.slice(0, 64)}`;
 }
 
+/**
+ * The tag row under which the cache keeps a referrers answer: no real tag can contain ':', so
+ * it never meets one, and tag listings leave it out.
+ */
+export function referrersTagName(subject: Digest): string {
+  return `referrers:${subject.value}`;
+}
+
+/** True for a tag row that holds something other than a tag (see {@link referrersTagName}). */
+export function isReservedTagName(tag: string): boolean {
+  return tag.includes(':');
+}
+
+/** On a referrer's entry in a bundle's index.json: `registry/repository@digest` of its subject. */
+export const SUBJECT_ANNOTATION = 'io.pullthrough.referrer.subject';
+
 function isStringRecord(value: unknown): value is Record<string, string> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
 }
