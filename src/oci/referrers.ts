@@ -74,29 +74,3 @@ export function indexManifests(bytes: Uint8Array): unknown[] | undefined {
 export function referrersIndex(descriptors: readonly ReferrerDescriptor[]): Buffer {
   return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: descriptors }));
 }
-
-/**
- * The descriptor the referrers API lists for a referrer manifest: `artifactType` is the
- * manifest's own, else its config's media type (image-spec "Guidelines for artifact usage").
- * Undefined for bytes that are no manifest with a `subject`.
- */
-export function describeReferrer(bytes: Uint8Array, mediaType: string, digest: string): { descriptor: ReferrerDescriptor; subject: string } | undefined {
-  let parsed: Record<string, unknown>;
-  try {
-    const value: unknown = JSON.parse(Buffer.from(bytes).toString('utf8'));
-    if (typeof value !== 'object' || value === null) return undefined;
-    parsed = value as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  const subject = (parsed['subject'] as { digest?: unknown } | undefined)?.digest;
-  if (typeof subject !== 'string') return undefined;
-  const own = parsed['artifactType'];
-  const configType = (parsed['config'] as { mediaType?: unknown } | undefined)?.mediaType;
-  const artifactType = typeof own === 'string' ? own : typeof configType === 'string' ? configType : undefined;
-  const annotations = parsed['annotations'];
-  return {
-    subject,
-    descriptor: { mediaType, digest, size: bytes.length, ...(artifactType && { artifactType }), ...(isStringRecord(annotations) && { annotations }) },
-  };
-}
