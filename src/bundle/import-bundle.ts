@@ -120,6 +120,8 @@ export async function importBundle(
     }
     // Referrers (export --referrers) come in with the images, then the answers that list them.
     const referrers = metadata.has('index.json') ? await referrerImages(JSON.parse(metadata.get('index.json')!.toString()) as unknown, content) : { images: [], answers: [] };
+    const referrerHosts = [...new Set(referrers.images.map((i) => i.reference.registry).filter((h) => !deps.upstreamHosts.has(h)))];
+    if (referrerHosts.length > 0) throw new ImportError(`referrers in the bundle name ${referrerHosts.join(', ')}, for which no upstream is configured`);
     const result = await commit([...images, ...referrers.images], staged, deps, options);
     await commitReferrersAnswers(referrers.answers, deps, options);
     return { ...result, images: result.images.slice(0, images.length) };
