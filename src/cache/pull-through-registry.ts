@@ -139,8 +139,26 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
     return { digest: digest.value, size: joined.size, source: 'upstream', result: lookup, upstream: link.upstream, send: joined.send };
   }
 
-  /** The upstream's whole tag list, every page followed (bounded), sorted and without duplicates. */
+  const tagLists = new Map<string, { at: number; tags: string[] }>();
+  const tagListFlights = new SingleFlight<string[]>();
+
+  /** {@link readUpstreamTags}, shared by concurrent requests and kept for {@link TAG_LIST_TTL_MS}. */
   async function allUpstreamTags(route: Route, requestOptions: { signal?: AbortSignal | undefined; credentials: Credentials | undefined }): Promise<string[]> {
+    const key = `${route.upstream.host}/${route.repository}|${requestOptions.credentials?.id ?? ''}`;
+    const kept = tagLists.get(key);
+    if (kept && deps.now() - kept.at < TAG_LIST_TTL_MS) return kept.tags;
+    return tagListFlights.run(key, async () => {
+      // Not the first caller's signal: a client that goes away must not fail the others' shared read.
+      const tags = await readUpstreamTags(route, { credentials: requestOptions.credentials });
+      tagLists.delete(key);
+      if (tagLists.size >= MAX_TAG_LISTS) tagLists.delete(tagLists.keys().next().value ?? '');
+      tagLists.set(key, { at: deps.now(), tags });
+      return tags;
+    }).promise;
+  }
+
+  /** The upstream's whole tag list, every page followed (bounded), sorted and without duplicates. */
+  async function readUpstreamTags(route: Route, requestOptions: { signal?: AbortSignal | undefined; credentials: Credentials | undefined }): Promise<string[]> {
     const tags = new Set<string>();
     let next: string | undefined;
     for (let pages = 0; ; pages++) {
@@ -238,6 +256,13 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
  */
 export const MAX_UPSTREAM_TAG_PAGES = 100;
 export const MAX_UPSTREAM_TAGS = 100_000;
+/**
+ * A client paging through a long list asks for every page within seconds; each page would
+ * otherwise re-read the upstream's whole list (100 upstream requests a page for 10,000 tags
+ * on Docker Hub). The list is kept this long, for this many repositories, per credential identity.
+ */
+const TAG_LIST_TTL_MS = 30_000;
+const MAX_TAG_LISTS = 64;
 
 /** distribution-spec "Listing tags": lexical order, `last` exclusive, at most `n`. */
 export function paginate(sorted: readonly string[], { n, last }: { n?: number | undefined; last?: string | undefined }) {
