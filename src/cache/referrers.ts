@@ -14,10 +14,15 @@ import type { LookupResult, ManifestResult, ReferrersResult } from './registry.j
 import { SingleFlight } from './single-flight.js';
 import { isTagFresh, isUpstreamOutage, staleWarning } from './tag-freshness.js';
 
-/** Bounds on following an upstream's referrers pages (containerd's own: 64 pages, 4096 descriptors). */
+/**
+ * Bounds on following an upstream's referrers pages: containerd's own 64 pages and 4096
+ * descriptors, 4 MiB a page, and no page asked for once 4 MiB were read (so a hostile upstream
+ * costs at most 8 MiB of memory per answer, not 64 pages of 4 MiB).
+ */
 export const MAX_REFERRERS_PAGES = 64;
 export const MAX_REFERRERS = 4096;
 const MAX_PAGE_BYTES = 4 * 2 ** 20;
+const MAX_ANSWER_BYTES = 4 * 2 ** 20;
 /** How long an upstream that answered the endpoint 404/405 is taken to have no referrers API. */
 export const NO_API_TTL_MS = 15 * 60_000;
 
@@ -72,7 +77,8 @@ export function createReferrersLookup(
     if ((noApiUntil.get(host) ?? 0) > deps.now()) return undefined;
     const byDigest = new Map<string, ReferrerDescriptor>();
     let next: string | undefined;
-    for (let pages = 0; pages < MAX_REFERRERS_PAGES && byDigest.size < MAX_REFERRERS; pages++) {
+    let readBytes = 0;
+    for (let pages = 0; pages < MAX_REFERRERS_PAGES && byDigest.size < MAX_REFERRERS && readBytes < MAX_ANSWER_BYTES; pages++) {
       const page = await route.upstream.getReferrersPage(route.repository, subject.value, { credentials, next, maxBytes: MAX_PAGE_BYTES });
       if (page.kind === 'unsupported') {
         if (pages > 0) break;
@@ -80,6 +86,7 @@ export function createReferrersLookup(
         if (!page.isRepositoryUnknown) noApiUntil.set(host, deps.now() + NO_API_TTL_MS);
         return undefined;
       }
+      readBytes += page.sizeBytes;
       for (const descriptor of referrerDescriptors(page.manifests)) {
         if (byDigest.size >= MAX_REFERRERS) break;
         byDigest.set(descriptor.digest, descriptor);

@@ -23,7 +23,7 @@ describe('hostile upstream listings', () => {
   let elsewhereHits = 0;
   let upstream: Server;
   let cache: RunningPullthrough;
-  const hits = { tags: 0, referrers: 0 };
+  const hits = { tags: 0, referrers: 0, big: 0 };
 
   before(async () => {
     elsewhere = createServer((_req, res) => {
@@ -48,6 +48,12 @@ describe('hostile upstream listings', () => {
         const descriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${page.toString(16).padStart(64, '0')}`, size: 2, artifactType: 'x/y' };
         res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', link: `</v2/loop/app/referrers/${SUBJECT}?page=${page + 1}>; rel="next"` });
         return void res.end(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [descriptor] }));
+      }
+      if (url.pathname === `/v2/big/app/referrers/${SUBJECT}`) {
+        hits.big += 1;
+        const descriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${page.toString(16).padStart(64, '0')}`, size: 2, annotations: { pad: 'x'.repeat(2 ** 20) } };
+        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', link: `</v2/big/app/referrers/${SUBJECT}?page=${page + 1}>; rel="next"` });
+        return void res.end(JSON.stringify({ schemaVersion: 2, manifests: [descriptor] }));
       }
       if (url.pathname === `/v2/away/app/referrers/${SUBJECT}`) {
         res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', link: `<${elsewhereUrl}/v2/away/app/referrers/${SUBJECT}>; rel="next"` });
@@ -80,6 +86,12 @@ describe('hostile upstream listings', () => {
     const res = await request(cache.url).get(`/v2/loop/app/referrers/${SUBJECT}`).expect(200);
     assert.equal((JSON.parse(res.text) as { manifests: unknown[] }).manifests.length, 64);
     assert.equal(hits.referrers, 64);
+  });
+
+  it('stops asking for referrers pages once 4 MiB were read', async () => {
+    const res = await request(cache.url).get(`/v2/big/app/referrers/${SUBJECT}`).expect(200);
+    assert.equal((JSON.parse(res.text) as { manifests: unknown[] }).manifests.length, 4);
+    assert.equal(hits.big, 4);
   });
 
   it('never follows a Link to another origin', async () => {
