@@ -59,6 +59,10 @@ describe('hostile upstream listings', () => {
         res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json', link: `<${elsewhereUrl}/v2/away/app/referrers/${SUBJECT}>; rel="next"` });
         return void res.end(JSON.stringify({ schemaVersion: 2, manifests: [] }));
       }
+      if (url.pathname === '/v2/huge/app/tags/list') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return void res.end(`{"tags":[${'"t",'.repeat(2 ** 20)}"t"]}`);
+      }
       if (url.pathname === `/v2/huge/app/referrers/${SUBJECT}`) {
         res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' });
         return void res.end(`{"manifests":[${'{},'.repeat(2 * 2 ** 20)}{}]}`);
@@ -99,6 +103,11 @@ describe('hostile upstream listings', () => {
     assert.deepEqual(tags.body.tags, ['a']);
     await request(cache.url).get(`/v2/away/app/referrers/${SUBJECT}`).expect(200);
     assert.equal(elsewhereHits, 0);
+  });
+
+  it('refuses a tags page over the size bound instead of buffering it', async () => {
+    const res = await request(cache.url).get('/v2/huge/app/tags/list').expect(503);
+    assert.match(res.body.errors[0].message, /over the \d+-byte limit/);
   });
 
   it('refuses a referrers page over the size bound instead of buffering it', async () => {
