@@ -25,6 +25,9 @@ export function toOciError(err: unknown): OciError {
         return new OciError('UNAVAILABLE', err.message, { cause: err, detail: { upstream: err.upstream } });
     }
   }
+  // Express decodes path parameters before any route sees them; bad percent-encoding (`%ZZ`,
+  // `%ff%fe`: RFC 3986 §2.1, not UTF-8) is the client's mistake, in the name or reference.
+  if (err instanceof URIError) return new OciError('NAME_INVALID', 'the request path is not valid percent-encoded UTF-8', { cause: err });
   return new OciError('UNKNOWN');
 }
 

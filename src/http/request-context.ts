@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import type { RepositoryRequest } from '../oci/reference.js';
+import { checkRepositoryRequest, type RepositoryRequest } from '../oci/reference.js';
 import type { LookupResult, Source } from '../cache/registry.js';
 import type { Credentials } from '../config/credentials.js';
 
@@ -28,10 +28,13 @@ export function labels(res: Response): RequestLabels {
   return locals.labels;
 }
 
-/** The repository of `/v2/<name>/…` with containerd's `ns=` mirror parameter, when sent. */
+/**
+ * The repository of `/v2/<name>/…` with containerd's `ns=` mirror parameter, when sent.
+ * @throws OciError NAME_INVALID for a malformed registry host in either.
+ */
 export function repositoryRequest(req: Request, name: string): RepositoryRequest {
   const ns = req.query['ns'];
-  return { name, namespace: typeof ns === 'string' ? ns : undefined };
+  return checkRepositoryRequest({ name, namespace: typeof ns === 'string' ? ns : undefined });
 }
 
 /** Headers every registry answer carries (distribution-spec "API Version Check"). */

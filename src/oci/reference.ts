@@ -58,9 +58,11 @@ export function isRegistryHost(component: string): boolean {
 
 const REGISTRY_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::\d{1,5})?$/;
 
-/** A well-formed `host[:port]`: nothing that could add a path, userinfo or scheme to a URL built from it. */
+/** A well-formed `host[:port]`: nothing that could add a path, userinfo or scheme to a URL built from it, and a port a URL can hold. */
 export function isValidRegistryHost(host: string): boolean {
-  return host.length <= 255 && REGISTRY_HOST.test(host);
+  if (host.length > 255 || !REGISTRY_HOST.test(host)) return false;
+  const colon = host.lastIndexOf(':');
+  return colon === -1 || Number(host.slice(colon + 1)) <= 65_535;
 }
 
 /** The repository a request names, as the client sent it, before routing. */
@@ -69,4 +71,34 @@ export interface RepositoryRequest {
   readonly name: string;
   /** containerd's `?ns=` mirror parameter: the registry host of the image reference. */
   readonly namespace?: string | undefined;
+}
+
+/** An IPv6 literal in brackets, with an optional port: a host URL syntax can hold (RFC 3986 §3.2.2). */
+const IPV6_HOST = /^\[[0-9a-fA-F:.]{2,45}\](?::(\d{1,5}))?$/;
+
+/** A host a URL can hold: a registry host, or a bracketed IPv6 literal (which the router may still refuse). */
+function isWellFormedHost(host: string): boolean {
+  if (isValidRegistryHost(host)) return true;
+  const ipv6 = IPV6_HOST.exec(host);
+  return ipv6 !== null && Number(ipv6[1] ?? 0) <= 65_535;
+}
+
+/**
+ * Checks the registry host a request names, in a `<host>/` name prefix or in `ns=`, before it is
+ * routed: a malformed one (a port past 65535, a path in `ns=`) is the client's mistake, answered
+ * 400, and never reaches URL building (where it would throw). Well-formed hosts go on to the
+ * router, which decides whether they are served (a catch-all refuses private addresses alike).
+ * @throws OciError NAME_INVALID naming the host.
+ */
+export function checkRepositoryRequest(request: RepositoryRequest): RepositoryRequest {
+  const { name, namespace } = request;
+  if (namespace !== undefined && namespace !== '' && !isWellFormedHost(namespace)) {
+    throw new OciError('NAME_INVALID', `ns=${JSON.stringify(namespace.slice(0, 200))} is not a registry host[:port]`);
+  }
+  const slash = name.indexOf('/');
+  const first = slash === -1 ? '' : name.slice(0, slash);
+  if (first !== '' && isRegistryHost(first) && !isWellFormedHost(first)) {
+    throw new OciError('NAME_INVALID', `${JSON.stringify(first.slice(0, 200))} is not a registry host[:port]`, { detail: { name: name.slice(0, 300) } });
+  }
+  return request;
 }

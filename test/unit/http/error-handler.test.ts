@@ -5,6 +5,11 @@ import { OciError } from '../../../src/oci/errors.js';
 import { UpstreamError } from '../../../src/upstream/upstream-error.js';
 
 describe('toOciError', () => {
+  it('answers bad percent-encoding in the path (a URIError from Express) with 400, not 500', () => {
+    const mapped = toOciError(new URIError("Failed to decode param '%ZZ'"));
+    assert.equal(mapped.status, 400);
+    assert.equal(mapped.code, 'NAME_INVALID');
+  });
   it('keeps OciErrors as they are', () => {
     const err = new OciError('NAME_INVALID', 'bad');
     assert.equal(toOciError(err), err);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { parseDigest } from '../../../src/oci/digest.js';
 import { OciError } from '../../../src/oci/errors.js';
 import { accepts, parseAccept } from '../../../src/oci/media-types.js';
-import { isRegistryHost, parseManifestReference, parseRepositoryName } from '../../../src/oci/reference.js';
+import { checkRepositoryRequest, isRegistryHost, isValidRegistryHost, parseManifestReference, parseRepositoryName } from '../../../src/oci/reference.js';
 
 function code(fn: () => unknown): string | undefined {
   try {
@@ -76,5 +76,22 @@ describe('Accept', () => {
     assert.ok(accepts(['x/*'], 'x/y'));
     assert.ok(accepts(['x/y'], 'X/Y'));
     assert.ok(!accepts(['x/z'], 'x/y'));
+  });
+});
+
+describe('registry hosts in requests', () => {
+  it('takes ports a URL can hold and nothing past 65535', () => {
+    for (const host of ['docker.io', 'localhost:5000', '127.0.0.1:65535', 'a.b.c:1']) assert.equal(isValidRegistryHost(host), true, host);
+    for (const host of ['127.0.0.1:99999', 'localhost:65536', 'x.io:123456', 'x.io:', 'a/b', '[::1]:5000']) assert.equal(isValidRegistryHost(host), false, host);
+  });
+  it('refuses a malformed host in a name prefix or ns= as NAME_INVALID', () => {
+    assert.equal(code(() => checkRepositoryRequest({ name: '127.0.0.1:99999/x' })), 'NAME_INVALID');
+    assert.equal(code(() => checkRepositoryRequest({ name: 'library/app', namespace: 'a/b' })), 'NAME_INVALID');
+    assert.equal(code(() => checkRepositoryRequest({ name: 'library/app', namespace: 'ghcr.io' })), undefined);
+    assert.equal(code(() => checkRepositoryRequest({ name: 'library/app', namespace: '' })), undefined);
+    assert.equal(code(() => checkRepositoryRequest({ name: 'ghcr.io/acme/tool' })), undefined);
+    // An IPv6 literal is well-formed: whether it is served is the router's decision.
+    assert.equal(code(() => checkRepositoryRequest({ name: 'library/app', namespace: '[::1]:5000' })), undefined);
+    assert.equal(code(() => checkRepositoryRequest({ name: 'library/app', namespace: '[::1]:99999' })), 'NAME_INVALID');
   });
 });
