@@ -15,11 +15,14 @@ import type { Config } from './config/config.js';
 import { loadCredentials } from './config/credentials.js';
 import { ConfigError } from './config/load-config.js';
 import { parseListenAddress } from './config/units.js';
+import { createAuthSessions, sessionBytes } from './http/auth-challenge.js';
 import { createHttpApp } from './http/create-http-app.js';
+import { BUCKET_BYTES, createTokenRateLimiter } from './http/token-rate-limit.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createBlobStore } from './storage/blob-store.js';
 import { createManifestCache } from './storage/manifest-cache.js';
+import { createMemoryLru } from './storage/memory-lru.js';
 import { createMetadataIndex } from './storage/metadata-index.js';
 import { reconcileStorage } from './storage/reconcile.js';
 import { createNetworkPolicy, isAllowedHost } from './upstream/network-policy.js';
@@ -51,6 +54,8 @@ const NAMED_CATCH_ALL_HOSTS = 20;
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 /** Blobs unreferenced and unread for this long, and files the index does not know, are garbage. */
 export const GC_GRACE_MS = 3_600_000;
+/** Tokens from our token endpoint live this long; clients fetch a new one on a 401. */
+const TOKEN_TTL_MS = 3_600_000;
 
 /** Reads a file the config names (TLS keys, the admin token); a missing one stops start-up naming its key. */
 function readConfiguredFile(key: string, file: string): Buffer {
@@ -136,6 +141,13 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isReadableWithoutUpstream(link, undefined) });
   const adminToken = config.admin.token ?? (config.admin.tokenFile ? readConfiguredFile('admin.tokenFile', config.admin.tokenFile).toString('utf8').trim() : undefined);
   const admin = adminToken ? { admin: createCacheAdmin({ index, store, keeper }), token: adminToken, gcGraceMs: GC_GRACE_MS } : undefined;
+  const auth = {
+    sessions: createAuthSessions({ ttlMs: TOKEN_TTL_MS, maxBytes: config.server.tokenMemoryBytes }, { now, newStore: (maxBytes) => createMemoryLru({ maxBytes, sizeOf: sessionBytes }) }),
+    limiter: createTokenRateLimiter(
+      { perSecond: config.server.tokenRatePerSecond, burst: config.server.tokenBurst },
+      { now, newStore: (maxBytes) => createMemoryLru({ maxBytes, sizeOf: () => BUCKET_BYTES }) },
+    ),
+  };
   const app = createHttpApp({
     registry,
     status,
@@ -143,6 +155,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     metrics,
     logger,
     exposeMetrics: config.metrics.enabled,
+    auth,
     admin,
     metricsToken: config.metrics.requireToken ? adminToken : undefined,
     statusToken: config.status.requireToken ? adminToken : undefined,

@@ -183,6 +183,29 @@ export const configSchema = z
     offline: z.boolean().default(false),
     /** @default info */
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    /** Bounds on what clients may hold of the server: connections, time, memory (README "Limits"). */
+    server: z
+      .strictObject({
+        /** Open client connections at most; more are refused at accept. @default 1024 */
+        maxConnections: z.number().int().min(1).default(1024),
+        /** A request's headers must arrive within this (slow-loris bound). @default 30s */
+        headersTimeout: duration.default(30_000).refine((ms) => ms > 0, 'must be above 0'),
+        /**
+         * A request, headers and body, must arrive within this. Clients of a read-only mirror send
+         * no bodies; this cuts one trickled byte by byte. Responses (blob downloads) are not bound
+         * by it. @default 30s
+         */
+        requestTimeout: duration.default(30_000).refine((ms) => ms > 0, 'must be above 0'),
+        /** A blob response the client stops reading is dropped after this long without progress. @default 60s */
+        sendIdleTimeout: duration.default(60_000).refine((ms) => ms > 0, 'must be above 0'),
+        /** Memory for the sessions behind tokens from /_pullthrough/token, least recently used evicted first. @default 32MiB */
+        tokenMemoryBytes: size.default(32 * 2 ** 20).refine((bytes) => bytes >= 64 * 1024, 'at least 64KiB'),
+        /** Tokens each client address may take per second from /_pullthrough/token; 0 = no limit. @default 10 */
+        tokenRatePerSecond: z.number().min(0).default(10),
+        /** Tokens a client address may take at once before tokenRatePerSecond applies. @default 100 */
+        tokenBurst: z.number().int().min(1).default(100),
+      })
+      .prefault({}),
     storage: z
       .strictObject({
         /** Data directory: blobs/, tmp/ and index.db. Relative paths are relative to the working directory. @default ./storage */

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { parseBasicAuthorization, type Credentials } from '../config/credentials.js';
+import { OciError } from '../oci/errors.js';
 import { labels } from './request-context.js';
+import type { TokenRateLimiter } from './token-rate-limit.js';
 
 /**
  * pullthrough's own token endpoint. Clients that probe `GET /v2/` first (docker, podman, skopeo)
@@ -12,33 +14,78 @@ import { labels } from './request-context.js';
  * upstream decides, per repository, in the cache layer.
  */
 export interface AuthSessions {
+  /** @throws OciError SIZE_INVALID (400) for credentials over the limit, which are not kept. */
   issue(credentials: Credentials | undefined): { token: string; expiresInSeconds: number };
-  /** The session of a token we issued, or undefined for an unknown or expired one. */
+  /** The session of a token we issued, or undefined for an unknown, expired or evicted one. */
   resolve(token: string): { credentials: Credentials | undefined } | undefined;
+  /** Bytes the sessions are counted at now (never more than `maxBytes`). */
+  readonly sizeBytes: number;
+}
+
+/** Where sessions live: a bytes-bounded LRU (storage's memory LRU, injected: http may not reach lru-cache). */
+export type SessionStoreFactory = (maxBytes: number) => {
+  get(token: string): Session | undefined;
+  set(token: string, session: Session): void;
+  delete(token: string): void;
+  readonly sizeBytes: number;
+};
+
+export interface Session {
+  readonly credentials: Credentials | undefined;
+  readonly expiresAt: number;
 }
 
 const SERVICE = 'pullthrough';
+/** What one session holds besides its credentials' strings: the token, the id hash, two map entries. */
+const SESSION_OVERHEAD_BYTES = 320;
+/** Username plus password, in bytes: registry credentials are short; a longer pair is an attack on memory. */
+export const MAX_CREDENTIAL_BYTES = 4096;
 
-export function createAuthSessions(options: { ttlMs: number; maxSessions: number }, deps: { now: () => number }): AuthSessions {
-  const sessions = new Map<string, { credentials: Credentials | undefined; expiresAt: number }>();
+/** The bytes a session is counted at: strings at two bytes a character, which is what V8 may use. */
+export function sessionBytes(session: Session): number {
+  const credentials = session.credentials;
+  return SESSION_OVERHEAD_BYTES + (credentials ? 2 * (credentials.username.length + credentials.password.length) : 0);
+}
+
+/**
+ * Tokens to sessions in `maxBytes`, in two LRU segments: a new session waits in the smaller
+ * "probation" one (a quarter) and moves to the "protected" one when its token is first used. A
+ * flood of issued tokens that are never used only churns probation, so it cannot evict the
+ * session of a client that keeps using its token; used sessions make room for each other, least
+ * recently used first.
+ */
+export function createAuthSessions(
+  options: { ttlMs: number; maxBytes: number },
+  deps: { now: () => number; newStore: SessionStoreFactory },
+): AuthSessions {
+  const probationBytes = Math.floor(options.maxBytes / 4);
+  const probation = deps.newStore(probationBytes);
+  const used = deps.newStore(options.maxBytes - probationBytes);
   return {
     issue(credentials) {
-      if (sessions.size >= options.maxSessions) {
-        const oldest = sessions.keys().next().value;
-        if (oldest !== undefined) sessions.delete(oldest);
+      if (credentials && Buffer.byteLength(credentials.username) + Buffer.byteLength(credentials.password) > MAX_CREDENTIAL_BYTES) {
+        throw new OciError('SIZE_INVALID', `credentials longer than ${MAX_CREDENTIAL_BYTES} bytes (username and password together) are refused`);
       }
       const token = randomBytes(32).toString('base64url');
-      sessions.set(token, { credentials, expiresAt: deps.now() + options.ttlMs });
+      probation.set(token, { credentials, expiresAt: deps.now() + options.ttlMs });
       return { token, expiresInSeconds: Math.floor(options.ttlMs / 1000) };
     },
     resolve(token) {
-      const session = sessions.get(token);
-      if (!session) return undefined;
+      let session = used.get(token);
+      if (!session) {
+        session = probation.get(token);
+        if (!session) return undefined;
+        probation.delete(token);
+        used.set(token, session);
+      }
       if (session.expiresAt <= deps.now()) {
-        sessions.delete(token);
+        used.delete(token);
         return undefined;
       }
       return { credentials: session.credentials };
+    },
+    get sizeBytes() {
+      return probation.sizeBytes + used.sizeBytes;
     },
   };
 }
@@ -75,10 +122,18 @@ export function challengeFor(req: Request, publicUrl?: string): string {
   return `Bearer realm="${origin}/_pullthrough/token",service="${SERVICE}"${scope}`;
 }
 
-/** `GET /_pullthrough/token`: answers every client with a token, carrying its credentials if it sent any. */
-export function createTokenHandler(sessions: AuthSessions, now: () => number) {
+/**
+ * `GET /_pullthrough/token`: answers every client with a token, carrying its credentials if it
+ * sent any. Each client address may take `limiter`'s rate of tokens; past it, 429 TOOMANYREQUESTS
+ * with `Retry-After` (clients fetch one token per pull, so only a flood meets the limit).
+ */
+export function createTokenHandler(sessions: AuthSessions, limiter: TokenRateLimiter, now: () => number) {
   return (req: Request, res: Response): void => {
     labels(res).kind = 'token';
+    const retryAfterSeconds = limiter.take(req.socket.remoteAddress ?? '');
+    if (retryAfterSeconds !== undefined) {
+      throw new OciError('TOOMANYREQUESTS', 'too many tokens asked from this address: retry later', { headers: { 'retry-after': String(retryAfterSeconds) } });
+    }
     const issued = sessions.issue(parseBasicAuthorization(req.headers.authorization));
     res.setHeader('cache-control', 'no-store');
     res.json({ token: issued.token, access_token: issued.token, expires_in: issued.expiresInSeconds, issued_at: new Date(now()).toISOString() });

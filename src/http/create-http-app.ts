@@ -5,7 +5,7 @@ import type { Registry } from '../cache/registry.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { OciError } from '../oci/errors.js';
-import { createAuthSessions, createTokenHandler, requesterOf } from './auth-challenge.js';
+import { createTokenHandler, requesterOf, type AuthSessions } from './auth-challenge.js';
 import { createErrorHandler, sendOciError } from './error-handler.js';
 import { labels, setApiVersion } from './request-context.js';
 import { createAdminRouter, requireAdminToken } from './routes/admin.js';
@@ -14,6 +14,7 @@ import { createCatalogHandler, createTagsHandler } from './routes/listings.js';
 import { createManifestHandler } from './routes/manifests.js';
 import { createReferrersHandler } from './routes/referrers.js';
 import { createStatusHandlers } from './routes/status.js';
+import type { TokenRateLimiter } from './token-rate-limit.js';
 
 export interface HttpAppDeps {
   readonly registry: Registry;
@@ -23,6 +24,8 @@ export interface HttpAppDeps {
   readonly logger: Logger;
   /** Serve Prometheus metrics at /metrics. */
   readonly exposeMetrics: boolean;
+  /** The sessions behind our tokens, and the per-address limit on issuing them. */
+  readonly auth: { readonly sessions: AuthSessions; readonly limiter: TokenRateLimiter };
   /** The admin API, when an admin token is configured. */
   readonly admin?: { readonly admin: CacheAdmin; readonly token: string; readonly gcGraceMs: number } | undefined;
   /** The admin token that /metrics and the status page then need (`metrics.requireToken`, `status.requireToken`). */
@@ -31,9 +34,6 @@ export interface HttpAppDeps {
   /** Where clients reach this instance, for the 401 realm (`publicUrl`). */
   readonly publicUrl?: string | undefined;
 }
-
-/** Tokens from our token endpoint live this long; clients fetch a new one on a 401. */
-const TOKEN_TTL_MS = 3_600_000;
 
 /** `/v2/<name>/…`: names contain slashes, so the routes are expressions, not path patterns. */
 const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
@@ -105,8 +105,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     });
   }
 
-  const sessions = createAuthSessions({ ttlMs: TOKEN_TTL_MS, maxSessions: 100_000 }, { now: deps.now });
-  app.get('/_pullthrough/token', createTokenHandler(sessions, deps.now));
+  const { sessions, limiter } = deps.auth;
+  app.get('/_pullthrough/token', createTokenHandler(sessions, limiter, deps.now));
   app.use('/v2', (req, res, next) => {
     setApiVersion(res);
     const requester = requesterOf(req, sessions);

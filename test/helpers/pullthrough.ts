@@ -51,6 +51,7 @@ export async function startPullthrough(options: {
   storageRoot?: string;
   cache?: Record<string, string | number>;
   storage?: Record<string, string | number>;
+  server?: Record<string, string | number>;
   admin?: { token?: string; tokenFile?: string };
   now?: () => number;
   captureRequests?: boolean;
@@ -79,6 +80,7 @@ export async function startPullthrough(options: {
       storage: { root: storageRoot, ...options.storage },
       upstreams: options.upstreams,
       ...(options.cache && { cache: options.cache }),
+      ...(options.server && { server: options.server }),
       ...(options.tls && { tls: options.tls }),
       ...(options.offline !== undefined && { offline: options.offline }),
       ...(options.admin && { admin: options.admin }),
