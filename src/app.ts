@@ -67,6 +67,44 @@ function readConfiguredFile(key: string, file: string): Buffer {
 }
 
 /**
+ * Slow-loris bounds. Headers must arrive within `headersTimeout`, and the whole request within
+ * `requestTimeout`: clients of a read-only mirror send no bodies, so a trickled one is cut.
+ * Responses are not bound by either (a large blob over a slow link takes as long as it takes; a
+ * client that stops reading one meets `sendIdleTimeout` in the blob route). Node checks both
+ * timeouts every `connectionsCheckingInterval` (30 s by default, which made a 30 s timeout fire
+ * after up to 60), so it is checked at a tenth of the shorter timeout, at most every second.
+ */
+function serverOptions(limits: Config['server']) {
+  const shorter = Math.min(limits.headersTimeout, limits.requestTimeout);
+  return {
+    keepAliveTimeout: 65_000,
+    headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
+    requestTimeout: limits.requestTimeout,
+    connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(shorter / 10))),
+  };
+}
+
+const CLIENT_ERROR_ANSWERS: Record<string, string> = {
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+};
+
+/**
+ * A request Node could not parse, or one that timed out: one short answer when the socket can
+ * still take it, then the socket is destroyed, so its fd is back at once whatever the peer does
+ * (`socket.end` alone left it half-open until the peer closed).
+ */
+function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
+  // containers/image with `insecure = true` opens with a TLS handshake (first byte 0x16) and
+  // falls back to plain HTTP once the connection is closed; an HTTP answer would only confuse it.
+  if (err.rawPacket?.[0] === 0x16 || !socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+  const status = CLIENT_ERROR_ANSWERS[err.code ?? ''] ?? '400 Bad Request';
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+  // A peer that reads nothing may never let the answer drain; it gets no longer than a second.
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
+/**
  * The composition root: builds every module from the config, in dependency order, and wires
  * them. Nothing listens until {@link App.listen}.
  */
@@ -161,18 +199,11 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     statusToken: config.status.requireToken ? adminToken : undefined,
     publicUrl: config.publicUrl,
   });
-  // Slow-loris bounds: headers must arrive within 30 s; bodies (blob downloads) may take as long
-  // as they take, since a large layer over a slow link is legitimate.
-  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 0 };
   const server: Server = config.tls
-    ? createTlsServer({ ...serverOptions, cert: readConfiguredFile('tls.cert', config.tls.cert), key: readConfiguredFile('tls.key', config.tls.key) }, app)
-    : createServer(serverOptions, app);
-  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
-    // containers/image with `insecure = true` opens with a TLS handshake (first byte 0x16) and
-    // falls back to plain HTTP once the connection is closed; an HTTP 400 would only confuse it.
-    if (err.rawPacket?.[0] === 0x16 || !socket.writable) return void socket.destroy();
-    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  });
+    ? createTlsServer({ ...serverOptions(config.server), cert: readConfiguredFile('tls.cert', config.tls.cert), key: readConfiguredFile('tls.key', config.tls.key) }, app)
+    : createServer(serverOptions(config.server), app);
+  server.maxConnections = config.server.maxConnections;
+  server.on('clientError', answerClientError);
 
   const flushTimer = setInterval(() => {
     index.flushAccess();

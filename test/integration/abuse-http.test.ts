@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { request as httpGet } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
@@ -67,5 +70,96 @@ describe('token endpoint under abuse', () => {
     }
     assert.equal((await getFrom(`${cache.url}/_pullthrough/token`, '127.0.0.21')).status, 200, 'another address still gets a token');
     assert.equal((await getFrom(manifest, '127.0.0.20', { authorization: `Bearer ${token}` })).status, 200, "alice's token still resolves");
+  });
+});
+
+/** Open fds of this process (the server runs in it): sockets the server holds count here. */
+function openFds(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Resolves once `check` holds, polling; rejects after `withinMs` (a bound on the test, not a speed claim). */
+async function eventually(check: () => boolean | Promise<boolean>, withinMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${withinMs} ms: ${what}`);
+    await delay(50);
+  }
+}
+
+interface Attacker {
+  readonly socket: net.Socket;
+  /** Set when the server closed the connection (end or reset). */
+  closedAt?: number;
+  answer: string;
+  timer?: NodeJS.Timeout;
+}
+
+/** A raw client; `isStubborn` ones keep their side open after the server ends its own (as an attacker would). */
+function attack(port: number, first: string, trickle?: string, isStubborn = false): Attacker {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const attacker: Attacker = { socket, answer: '' };
+  socket.on('data', (chunk: Buffer) => (attacker.answer += chunk.toString('latin1')));
+  const closed = () => {
+    attacker.closedAt ??= Date.now();
+    clearInterval(attacker.timer);
+    if (!isStubborn) socket.destroy();
+  };
+  socket.on('end', closed);
+  socket.on('close', closed);
+  socket.on('error', closed);
+  socket.write(first);
+  if (trickle) attacker.timer = setInterval(() => socket.writable && socket.write(trickle), 100);
+  return attacker;
+}
+
+describe('server timeouts and connection bound', () => {
+  let hub: FakeUpstream;
+  let cache: RunningPullthrough;
+  let port: number;
+
+  before(async () => {
+    hub = await startFakeUpstream();
+    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: hub.url, default: true }], server: { headersTimeout: '500ms', requestTimeout: '1s', maxConnections: 64 } });
+    port = Number(cache.host.split(':')[1]);
+  });
+  after(async () => {
+    await cache.close();
+    await hub.close();
+  });
+
+  it('destroys sockets that send partial headers or trickle a body, and the fds come back', async () => {
+    await delay(200);
+    const baseline = openFds();
+    const attackers = [
+      ...Array.from({ length: 25 }, () => attack(port, 'GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ', 'a')),
+      ...Array.from({ length: 25 }, () => attack(port, 'GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n', 'b')),
+    ];
+    await eventually(() => attackers.every((a) => a.closedAt !== undefined), 15_000, `${attackers.filter((a) => a.closedAt === undefined).length} of 50 attackers still connected`);
+    await eventually(() => openFds() <= baseline, 5_000, `fds ${openFds()} vs baseline ${baseline}`);
+    // The partial headers got a 408 (a client that cannot send its request in time learns why).
+    assert.ok(attackers.slice(0, 25).some((a) => a.answer.startsWith('HTTP/1.1 408')), attackers[0]?.answer);
+    assert.equal(await new Promise<number>((resolve) => cache.app.server.getConnections((_err, count) => resolve(count))), 0);
+  });
+
+  it('answers a malformed request with 400 and destroys the socket instead of half-closing it', async () => {
+    const baseline = openFds();
+    const attackers = Array.from({ length: 20 }, () => attack(port, 'NOT HTTP AT ALL\r\n\r\n', undefined, true));
+    await eventually(() => attackers.every((a) => a.closedAt !== undefined), 10_000, 'malformed requests still connected');
+    assert.ok(attackers.every((a) => a.answer.startsWith('HTTP/1.1 400')));
+    // The clients' own sockets stay open; the server's must be gone (a half-closed one keeps its fd).
+    await eventually(() => openFds() <= baseline + attackers.length, 5_000, `fds ${openFds()} vs baseline ${baseline} + ${attackers.length} client sockets`);
+    for (const a of attackers) a.socket.destroy();
+  });
+
+  it('holds at most server.maxConnections connections', async () => {
+    const attackers = Array.from({ length: 100 }, () => attack(port, 'GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: '));
+    await delay(300);
+    const held = await new Promise<number>((resolve) => cache.app.server.getConnections((_err, count) => resolve(count)));
+    assert.ok(held <= 64, `${held} connections held`);
+    assert.ok(attackers.filter((a) => a.closedAt !== undefined).length >= 36, 'the extra connections were refused');
+    for (const a of attackers) a.socket.destroy();
+    // A well-behaved client is served once the flood is gone.
+    await eventually(async () => (await fetch(`${cache.url}/healthz`).catch(() => undefined))?.status === 200, 5_000, 'healthz after the flood');
   });
 });
