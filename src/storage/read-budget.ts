@@ -1,5 +1,10 @@
 /** A sender's share of the read budget, until it is released. */
 export interface ReadLease {
+  /**
+   * Pending while the budget already has its most senders: the sender waits for it before its
+   * first take (or gives up by releasing). Undefined when the lease was admitted at once.
+   */
+  readonly ready: Promise<void> | undefined;
   /** How big a read should be now; follows the number of senders. */
   readonly chunkBytes: number;
   /** A buffer of `chunkBytes`: a pooled one when free, else a new one. */
@@ -21,24 +26,45 @@ const KiB = 1024;
  * 32 KiB floor cut 200 readers' RSS by ~10 MiB more, but their throughput by a third).
  * Pooling matters as much as sizing: a new buffer per request is external memory V8 collects
  * late, so a busy server's RSS would grow by tens of MiB of garbage.
+ *
+ * The floor makes the total a target, not a bound: past 64 senders at 64 KiB, each new one would
+ * allocate another 128 KiB. So at most `maxSenders` (256 by default, 32 MiB at the floor) hold a
+ * lease at once; the next ones wait, first come first served, until one is done. With the pool
+ * (at most `totalBytes`), buffers never take more than `totalBytes + maxSenders × 2 × floor`
+ * however many clients pull, and a sender whose client stopped reading is dropped by the HTTP
+ * layer's idle-send timeout, so waiting senders do not wait on it for long.
  */
 export class ReadBudget {
   readonly #totalBytes: number;
   readonly #maxChunk: number;
   readonly #minChunk: number;
+  readonly #maxSenders: number;
   #open = 0;
+  readonly #waiting: Array<() => void> = [];
   readonly #free = new Map<number, Buffer[]>();
   #freeBytes = 0;
+  #heldBytes = 0;
 
-  constructor(options: { totalBytes?: number; maxChunkBytes?: number; minChunkBytes?: number } = {}) {
+  constructor(options: { totalBytes?: number; maxChunkBytes?: number; minChunkBytes?: number; maxSenders?: number } = {}) {
     this.#totalBytes = options.totalBytes ?? 8 * 1024 * KiB;
     this.#maxChunk = options.maxChunkBytes ?? 1024 * KiB;
     this.#minChunk = options.minChunkBytes ?? 64 * KiB;
+    this.#maxSenders = Math.max(1, options.maxSenders ?? 256);
   }
 
-  /** Senders holding a lease now. */
+  /** Senders holding an admitted lease now (never more than `maxSenders`). */
   get open(): number {
     return this.#open;
+  }
+
+  /** Senders waiting to be admitted. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /** Bytes of buffers senders have taken and not given back (released leases count as given). */
+  get heldBytes(): number {
+    return this.#heldBytes;
   }
 
   /** Bytes of buffers kept for reuse (never more than the budget's total). */
@@ -57,20 +83,56 @@ export class ReadBudget {
     return chunk;
   }
 
+  /** A share of the budget, admitted at once while fewer than `maxSenders` hold one, else when one is released. */
   acquire(): ReadLease {
-    this.#open += 1;
     let released = false;
+    let admitted = this.#open < this.#maxSenders;
+    let held = 0;
+    let admit: (() => void) | undefined;
+    let ready: Promise<void> | undefined;
+    if (admitted) this.#open += 1;
+    else {
+      ready = new Promise<void>((resolve) => {
+        admit = () => {
+          admitted = true;
+          resolve();
+        };
+      });
+      this.#waiting.push(admit!);
+    }
     const budget = this;
     return {
+      get ready() {
+        return admitted ? undefined : ready;
+      },
       get chunkBytes() {
         return budget.chunkBytesFor(budget.#open);
       },
-      take: () => this.#take(this.chunkBytesFor(this.#open)),
-      give: (buffer) => this.#give(buffer),
+      take: () => {
+        const buffer = this.#take(this.chunkBytesFor(this.#open));
+        held += buffer.length;
+        this.#heldBytes += buffer.length;
+        return buffer;
+      },
+      give: (buffer) => {
+        held -= buffer.length;
+        this.#heldBytes -= buffer.length;
+        this.#give(buffer);
+      },
       release: () => {
         if (released) return;
         released = true;
-        this.#open -= 1;
+        // Buffers not given back (a failed send) are the collector's; they no longer count here.
+        this.#heldBytes -= held;
+        held = 0;
+        if (!admitted) {
+          this.#waiting.splice(this.#waiting.indexOf(admit!), 1);
+          return;
+        }
+        const next = this.#waiting.shift();
+        // The slot passes straight to the next waiter: `open` stays as it is.
+        if (next) next();
+        else this.#open -= 1;
       },
     };
   }

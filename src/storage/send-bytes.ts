@@ -40,6 +40,8 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
   let position = options.start;
   let sent = 0;
   try {
+    // Past the budget's most senders, this one waits for a slot (or for its receiver to go).
+    if (lease.ready) await receiver.guard(lease.ready);
     for (let turn = 0; end === undefined || position < end; turn ^= 1) {
       const ready = await receiver.guard(source.available(position));
       if (ready === 0) break;

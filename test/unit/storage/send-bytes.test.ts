@@ -142,3 +142,42 @@ describe('ReadBudget', () => {
     assert.ok(budget.pooledBytes <= 2 << 20);
   });
 });
+
+describe('ReadBudget under a flood of stalled receivers', () => {
+  /** A receiver that takes a write and never completes it: a client that stopped reading. */
+  function stalledSink(held: Set<ArrayBufferLike>) {
+    const sink = new Writable();
+    // Like a socket's queue: every chunk handed over stays referenced, none is ever done.
+    sink.write = (chunk: Buffer) => {
+      held.add(chunk.buffer);
+      return false;
+    };
+    return sink;
+  }
+
+  it('bounds the bytes senders hold however many send at once, and admits waiters as slots free', async () => {
+    const budget = new ReadBudget();
+    const bound = 8 * 2 ** 20 + 256 * 2 * 64 * 1024;
+    const bytes = randomBytes(2 ** 20);
+    const held = new Set<ArrayBufferLike>();
+    const sinks = Array.from({ length: 1_000 }, () => stalledSink(held));
+    const sends = sinks.map((sink) => sendBytes(bufferSource(bytes).source, sink, { start: 0, end: undefined, lease: budget.acquire() }).catch((err: Error) => err));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const heldBytes = () => [...held].reduce((sum, buffer) => sum + buffer.byteLength, 0);
+    assert.ok(heldBytes() <= bound, `stalled senders hold ${heldBytes()} bytes, bound ${bound}`);
+    assert.ok(budget.open <= 256);
+    assert.equal(budget.open + budget.waiting, 1_000);
+    // Ten clients go away: ten waiters take their slots and start sending.
+    const before = held.size;
+    for (const sink of sinks.slice(0, 10)) sink.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(held.size > before, 'waiting senders were admitted');
+    assert.equal(budget.waiting, 1_000 - 256 - 10);
+    for (const sink of sinks) sink.destroy();
+    const outcomes = await Promise.all(sends);
+    assert.ok(outcomes.every((o) => o instanceof Error && (o as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE'));
+    assert.equal(budget.open, 0);
+    assert.equal(budget.waiting, 0);
+    assert.equal(budget.heldBytes, 0);
+  });
+});
