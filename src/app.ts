@@ -193,6 +193,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     metrics,
     logger,
     exposeMetrics: config.metrics.enabled,
+    sendIdleTimeoutMs: config.server.sendIdleTimeout,
     auth,
     admin,
     metricsToken: config.metrics.requireToken ? adminToken : undefined,

@@ -24,6 +24,8 @@ export interface HttpAppDeps {
   readonly logger: Logger;
   /** Serve Prometheus metrics at /metrics. */
   readonly exposeMetrics: boolean;
+  /** A blob response without progress for this long is dropped (README "Limits"). */
+  readonly sendIdleTimeoutMs: number;
   /** The sessions behind our tokens, and the per-address limit on issuing them. */
   readonly auth: { readonly sessions: AuthSessions; readonly limiter: TokenRateLimiter };
   /** The admin API, when an admin token is configured. */
@@ -128,7 +130,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.all(UPLOAD_PATH, () => {
     throw new OciError('UNSUPPORTED', 'blob uploads are not supported: pullthrough is a read-only mirror');
   });
-  app.all(BLOB_PATH, createBlobHandler(deps.registry, deps.logger));
+  app.all(BLOB_PATH, createBlobHandler(deps.registry, deps.logger, { sendIdleTimeoutMs: deps.sendIdleTimeoutMs }));
   app.get(TAGS_PATH, createTagsHandler(deps.registry));
   app.all(REFERRERS_PATH, createReferrersHandler(deps.registry));
 

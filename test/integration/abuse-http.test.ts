@@ -9,12 +9,15 @@ import { makeImage, type ImageManifest } from '../helpers/images.js';
 import { startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
 
 /** A GET from a chosen loopback source address (all of 127/8 is loopback on Linux): one client per address. */
-function getFrom(url: string, localAddress: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function getFrom(url: string, localAddress: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string; bytes: number }> {
   return new Promise((resolve, reject) => {
     const req = httpGet(url, { localAddress, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body.length < 65_536 ? body.toString() : '', bytes: body.length });
+      });
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -161,5 +164,55 @@ describe('server timeouts and connection bound', () => {
     for (const a of attackers) a.socket.destroy();
     // A well-behaved client is served once the flood is gone.
     await eventually(async () => (await fetch(`${cache.url}/healthz`).catch(() => undefined))?.status === 200, 5_000, 'healthz after the flood');
+  });
+});
+
+describe('a client that stops reading a blob', () => {
+  let hub: FakeUpstream;
+  let cache: RunningPullthrough;
+  let port: number;
+  let image: ImageManifest;
+
+  before(async () => {
+    hub = await startFakeUpstream();
+    // Far more than loopback's socket buffers hold, so a client that reads nothing stalls the send.
+    image = makeImage({ layerSizes: [32 * 2 ** 20] });
+    hub.addImage('library/big', '1', image);
+    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: hub.url, default: true }], server: { sendIdleTimeout: '300ms' } });
+    port = Number(cache.host.split(':')[1]);
+  });
+  after(async () => {
+    await cache.close();
+    await hub.close();
+  });
+
+  const connections = () => new Promise<number>((resolve) => cache.app.server.getConnections((_err, count) => resolve(count)));
+
+  async function stalledPull(): Promise<void> {
+    await delay(100);
+    const baseline = openFds();
+    const socket = net.connect(port, '127.0.0.1');
+    socket.pause();
+    socket.on('error', () => undefined);
+    socket.write(`GET /v2/library/big/blobs/${image.layers[0]!.digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    // The answer has started (and the client then reads no more than its stream buffer).
+    await new Promise((resolve) => socket.once('readable', resolve));
+    assert.equal(await connections(), 1);
+    // Dropped by the server: no connection left, and its fds (socket, blob file) are back.
+    await eventually(async () => (await connections()) === 0, 15_000, 'the stalled connection is still held');
+    await eventually(() => openFds() <= baseline + 1, 5_000, `fds ${openFds()} vs baseline ${baseline} + the client's socket`);
+    socket.destroy();
+  }
+
+  it('is dropped while the blob is being filled', async () => {
+    await stalledPull();
+  });
+
+  it('is dropped when the blob is served from the cache; a client that reads gets every byte', async () => {
+    // Without keep-alive, so the server holds no connection of ours afterwards.
+    const full = await getFrom(`${cache.url}/v2/library/big/blobs/${image.layers[0]!.digest}`, '127.0.0.1');
+    assert.equal(full.status, 200);
+    assert.equal(full.bytes, image.layers[0]!.bytes.length);
+    await stalledPull();
   });
 });

@@ -6,8 +6,12 @@ import { OciError } from '../../oci/errors.js';
 import { parseRange } from '../range.js';
 import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
 
-/** `GET`/`HEAD /v2/<name>/blobs/<digest>`, with single byte ranges (distribution-spec "Pulling blobs"). */
-export function createBlobHandler(registry: Registry, logger: Logger) {
+/**
+ * `GET`/`HEAD /v2/<name>/blobs/<digest>`, with single byte ranges (distribution-spec "Pulling blobs").
+ * A body that makes no progress for `sendIdleTimeoutMs` (the client stopped reading) is cut: its
+ * file, buffers and read-budget slot go back at once instead of whenever the client returns.
+ */
+export function createBlobHandler(registry: Registry, logger: Logger, options: { sendIdleTimeoutMs: number }) {
   return async (req: Request, res: Response): Promise<void> => {
     labels(res).kind = 'blob';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -51,12 +55,33 @@ export function createBlobHandler(registry: Registry, logger: Logger) {
       const source = blob.source;
       context.expectedBytes = length;
       context.sentBytes = 0;
+      // Progress is a chunk handed over, which the sender does only once the socket let go of the
+      // one before (a socket idle timeout would also be reset by whatever the client sends). The
+      // clock starts at the first chunk: waiting for it (an upstream's first byte, a read-budget
+      // slot) is bounded elsewhere, and a client that stops reading stalls only once bytes flow.
+      let isIdle = false;
+      let idle: NodeJS.Timeout | undefined;
+      const dropIdle = () => {
+        isIdle = true;
+        res.destroy();
+      };
       try {
         // Counted as handed over: a client holding every byte may close before our end is
         // processed, and the access log must still see a delivered body.
-        await sender(res, { range, onBytes: (bytes) => (context.sentBytes = (context.sentBytes ?? 0) + bytes) });
+        await sender(res, {
+          range,
+          onBytes: (bytes) => {
+            if (idle) idle.refresh();
+            else (idle = setTimeout(dropIdle, options.sendIdleTimeoutMs)).unref();
+            context.sentBytes = (context.sentBytes ?? 0) + bytes;
+          },
+        });
         res.end();
       } catch (err) {
+        if (isIdle) {
+          logger.warn({ digest: digest.value, source, sentBytes: context.sentBytes, idleMs: options.sendIdleTimeoutMs }, 'blob response dropped: the client stopped reading');
+          return;
+        }
         // Nothing went out yet (the file vanished, the fill failed first): an OCI error still can.
         if (!res.headersSent && !res.destroyed) throw err;
         if (length !== undefined && context.sentBytes === length) return;
@@ -65,6 +90,8 @@ export function createBlobHandler(registry: Registry, logger: Logger) {
         if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
           logger.warn({ digest: digest.value, source, err: (err as Error).message }, 'blob response aborted');
         }
+      } finally {
+        clearTimeout(idle);
       }
     }
   };
