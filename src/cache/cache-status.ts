@@ -50,6 +50,20 @@ function privacyFilter(isPublic: (link: { upstream: string; repository: string }
   return (image: ImageSummary): ImageSummary => (isPublic(image) ? image : { ...image, repository: '(private repository)', tag: '', digest: '' });
 }
 
+/** How long the index's part of the report is reused: the page is unauthenticated, and a refresh loop must not become index load. */
+export const SUMMARY_TTL_MS = 5_000;
+
+interface IndexSummary {
+  readonly storage: StatusReport['storage'];
+  readonly mostPulled: readonly ImageSummary[];
+  readonly largest: readonly ImageSummary[];
+}
+
+/**
+ * The status page's data. Metrics and upstream health are read live (they are in memory); what
+ * comes from the index (sizes, top images, which first writes the batched pull counts) is
+ * computed at most once per {@link SUMMARY_TTL_MS}, so the numbers are up to that old.
+ */
 export function createCacheStatus(deps: {
   router: UpstreamRouter;
   index: MetadataIndex;
@@ -63,6 +77,20 @@ export function createCacheStatus(deps: {
 }): CacheStatus {
   const startedAt = deps.now();
   const hidePrivate = privacyFilter(deps.isPublic);
+  let summary: { readonly at: number; readonly value: IndexSummary } | undefined;
+  const indexSummary = (): IndexSummary => {
+    const now = deps.now();
+    if (summary && now - summary.at < SUMMARY_TTL_MS) return summary.value;
+    // Pull counts are batched; a status read (at most one per TTL) is rare enough to write them first.
+    deps.index.flushAccess();
+    const value = {
+      storage: deps.index.stats(),
+      mostPulled: deps.index.topImages('pulls', 10).map(hidePrivate),
+      largest: deps.index.topImages('size', 10).map(hidePrivate),
+    };
+    summary = { at: now, value };
+    return value;
+  };
   return {
     async readiness() {
       const checks = { storage: 'ok', index: 'ok' };
@@ -79,8 +107,7 @@ export function createCacheStatus(deps: {
       return { isReady: checks.storage === 'ok' && checks.index === 'ok', checks };
     },
     async report() {
-      // Pull counts are batched; a status read is rare enough to write them first.
-      deps.index.flushAccess();
+      const { storage, mostPulled, largest } = indexSummary();
       const lookups = await sumBy(deps.metrics.cacheLookups, 'result');
       const served = await sumBy(deps.metrics.servedBytes, 'source');
       const hits = (lookups['hit'] ?? 0) + (lookups['revalidated'] ?? 0) + (lookups['stale'] ?? 0);
@@ -90,10 +117,10 @@ export function createCacheStatus(deps: {
         lookups,
         hitRatio: total === 0 ? undefined : hits / total,
         servedBytes: { cache: served['cache'] ?? 0, upstream: served['upstream'] ?? 0 },
-        storage: deps.index.stats(),
+        storage,
         upstreams: deps.router.upstreams.map((u) => ({ host: u.host, isDefault: u.host === deps.defaultHost, isOffline: deps.isOffline(u.host), ...u.health() })),
-        mostPulled: deps.index.topImages('pulls', 10).map(hidePrivate),
-        largest: deps.index.topImages('size', 10).map(hidePrivate),
+        mostPulled,
+        largest,
       };
     },
   };
