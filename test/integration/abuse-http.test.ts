@@ -178,7 +178,7 @@ describe('a client that stops reading a blob', () => {
     // Far more than loopback's socket buffers hold, so a client that reads nothing stalls the send.
     image = makeImage({ layerSizes: [32 * 2 ** 20] });
     hub.addImage('library/big', '1', image);
-    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: hub.url, default: true }], server: { sendIdleTimeout: '300ms' } });
+    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: hub.url, default: true }], server: { sendIdleTimeout: '300ms', headersTimeout: '500ms', requestTimeout: '1s' } });
     port = Number(cache.host.split(':')[1]);
   });
   after(async () => {
@@ -206,6 +206,17 @@ describe('a client that stops reading a blob', () => {
 
   it('is dropped while the blob is being filled', async () => {
     await stalledPull();
+  });
+
+  it('is not confused with a slow download: a body taking longer than every timeout arrives whole', async () => {
+    const slow = makeImage({ layerSizes: [20_000] });
+    hub.addImage('library/slow', '1', slow);
+    const layer = slow.layers[0]!;
+    // About 2 s of body, in chunks 100 ms apart: longer than requestTimeout (1s) and sendIdleTimeout (300ms) together.
+    hub.setFault(layer.digest, { type: 'slow', chunkBytes: Math.ceil(layer.bytes.length / 20), delayMs: 100 });
+    const res = await getFrom(`${cache.url}/v2/library/slow/blobs/${layer.digest}`, '127.0.0.1');
+    assert.equal(res.status, 200);
+    assert.equal(res.bytes, layer.bytes.length);
   });
 
   it('is dropped when the blob is served from the cache; a client that reads gets every byte', async () => {
