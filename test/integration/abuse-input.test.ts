@@ -76,6 +76,11 @@ describe('hostile input: 4xx with an OCI error, never 500', () => {
     });
   }
 
+  it('answers headers past the 16 KiB limit with 431, and a request line of garbage with 400', async () => {
+    assert.equal((await rawGet(port, '/v2/library/app/manifests/1', [`Accept: ${'a'.repeat(20_000)}`])).status, 431);
+    assert.equal((await rawGet(port, '/v2/ HTTP/9.9 garbage')).status, 400);
+  });
+
   it('answers odd paths, queries and headers without a 500', async () => {
     const layer = `/v2/library/app/blobs/${image.layers[0]!.digest}`;
     const manifest = '/v2/library/app/manifests/1';
