@@ -99,9 +99,10 @@ function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
   // falls back to plain HTTP once the connection is closed; an HTTP answer would only confuse it.
   if (err.rawPacket?.[0] === 0x16 || !socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
   const status = CLIENT_ERROR_ANSWERS[err.code ?? ''] ?? '400 Bad Request';
-  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
   // A peer that reads nothing may never let the answer drain; it gets no longer than a second.
-  setTimeout(() => socket.destroy(), 1_000).unref();
+  const cut = setTimeout(() => socket.destroy(), 1_000).unref();
+  socket.once('close', () => clearTimeout(cut));
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
 }
 
 /**
