@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { parseDigest } from '../oci/digest.js';
 import type { ImageReference } from '../oci/image-reference.js';
+import { isReservedTagName } from '../oci/referrers.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataIndex } from '../storage/metadata-index.js';
 import { planEviction } from './eviction-plan.js';
@@ -43,12 +44,14 @@ const linkOf = (image: ImageReference) => ({ upstream: image.registry, repositor
 
 export function createCacheAdmin(deps: { index: MetadataIndex; store: BlobStore; keeper: StorageKeeper }): CacheAdmin {
   const { index } = deps;
+  // Tag rows that are not tags (a cached referrers answer) are nobody's image.
+  const images = () => index.listTagsDetailed().filter((t) => !isReservedTagName(t.tag));
   const rootOf = (image: ImageReference) => (image.digest ? image.digest.value : image.tag ? index.getTag(linkOf(image), image.tag)?.digest : undefined);
 
   return {
     list() {
       const sizes = new Map(index.topImages('size', 1_000_000).map((i) => [`${i.upstream}/${i.repository}:${i.tag}`, i.sizeBytes]));
-      return index.listTagsDetailed().map((t) => {
+      return images().map((t) => {
         const link = { upstream: t.upstream, repository: t.repository };
         return {
           image: `${t.upstream}/${t.repository}:${t.tag}`,
@@ -61,7 +64,7 @@ export function createCacheAdmin(deps: { index: MetadataIndex; store: BlobStore;
       });
     },
     stats() {
-      const tags = index.listTagsDetailed();
+      const tags = images();
       const pinned = tags.filter((t) => index.isPinned(t, t.tag) || index.isPinned(t, t.digest)).length;
       return { ...index.stats(), images: tags.length, pinned };
     },

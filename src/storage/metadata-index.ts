@@ -204,9 +204,10 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#pin = db.prepare('INSERT OR IGNORE INTO pins (upstream, repository, reference, pinned_at) VALUES (?, ?, ?, ?)');
     this.#isPinned = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM pins WHERE upstream = ? AND repository = ? AND reference = ?');
     this.#stats = db.prepare<[], { bytes: number | null; objects: number }>('SELECT SUM(size) AS bytes, COUNT(*) AS objects FROM content');
-    // What topImages walks: three plain scans, instead of a recursive query per tag.
+    // What topImages walks: three plain scans, instead of a recursive query per tag. A real tag has
+    // no ':' (distribution-spec); rows that do hold other answers (referrers) and are not images.
     this.#allTags = db.prepare<[], { upstream: string; repository: string; tag: string; digest: string; pulls: number; lastPulledAt: number | null }>(
-      'SELECT upstream, repository, tag, digest, pulls, last_pulled_at AS lastPulledAt FROM tags',
+      "SELECT upstream, repository, tag, digest, pulls, last_pulled_at AS lastPulledAt FROM tags WHERE instr(tag, ':') = 0",
     );
     this.#allReferences = db.prepare<[], { manifest: string; child: string }>('SELECT manifest, child FROM manifest_references');
     this.#allSizes = db.prepare<[], { digest: string; size: number }>('SELECT digest, size FROM content');
