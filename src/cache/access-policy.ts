@@ -85,13 +85,14 @@ export function createAccessPolicy(
   /**
    * Asks the upstream. `staleWillDo`: what to answer when it cannot be asked — true where a proof
    * it gave before covers the request; anonymous and unknown requesters never get private content.
+   * Resolves to whether the upstream itself said yes (false: an outage, and a proof of before did).
    */
-  async function prove(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, staleWillDo: boolean): Promise<void> {
+  async function prove(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, staleWillDo: boolean): Promise<boolean> {
     try {
       await probe(requester);
     } catch (err) {
       if (isUpstreamOutage(err)) {
-        if (staleWillDo) return;
+        if (staleWillDo) return false;
         throw deny(link, requester, `the upstream cannot be asked now (${err.message})`);
       }
       if (err instanceof UpstreamError && (err.kind === 'auth' || err.isNotFound)) {
@@ -103,6 +104,7 @@ export function createAccessPolicy(
       throw err;
     }
     policy.recordSuccess(link, requester);
+    return true;
   }
 
   const policy: AccessPolicy = {
@@ -128,8 +130,10 @@ export function createAccessPolicy(
       if (linked && hasProof(link, requester, isOffline)) return;
       if (isOffline) throw deny(link, requester, linked ? 'the upstream is offline and has not vouched for them' : 'the content is cached for another repository and the upstream is offline');
       // Not linked: access to this repository says nothing about a digest cached for another one, so the upstream is asked.
-      await prove(link, requester, probe, publicContent !== undefined || (linked && hasProof(link, requester, true)));
-      if (!linked) deps.index.linkRepository(link, digest);
+      const isConfirmed = await prove(link, requester, probe, publicContent !== undefined || (linked && hasProof(link, requester, true)));
+      // Only the upstream's own yes links the digest here: a link taken on an outage's word would make it
+      // public through this repository's next fresh anonymous proof, long after the outage.
+      if (!linked && isConfirmed) deps.index.linkRepository(link, digest);
     },
 
     recordSuccess(link, used) {
