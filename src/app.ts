@@ -177,7 +177,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     { router, store, index, manifests, fills, access, metrics, logger, now },
   );
 
-  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isReadableWithoutUpstream(link, undefined) });
+  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isVisible(link, undefined, isOffline(link.upstream)) });
   const adminToken = config.admin.token ?? (config.admin.tokenFile ? readConfiguredFile('admin.tokenFile', config.admin.tokenFile).toString('utf8').trim() : undefined);
   const admin = adminToken ? { admin: createCacheAdmin({ index, store, keeper }), token: adminToken, gcGraceMs: GC_GRACE_MS } : undefined;
   const auth = {

@@ -51,6 +51,12 @@ export interface AccessPolicy {
   recordSuccess(link: RepositoryRecord, used: Credentials | undefined): void;
   /** Whether cached content of `link` may be shown without asking (listings while the upstream is down or offline). */
   isReadableWithoutUpstream(link: RepositoryRecord, requester: Credentials | undefined): boolean;
+  /**
+   * Whether the requester may see that `link` and its tags exist (`_catalog`, the status page): on a
+   * fresh proof only, so a repository that turned private drops out within `accessTtl` even if no
+   * anonymous request asks again; proofs of any age while offline.
+   */
+  isVisible(link: RepositoryRecord, requester: Credentials | undefined, isOffline: boolean): boolean;
 }
 
 /** Credential proofs kept at once; the least recently used go first. */
@@ -143,6 +149,10 @@ export function createAccessPolicy(
 
     isReadableWithoutUpstream(link, requester) {
       return hasProof(link, requester, true);
+    },
+
+    isVisible(link, requester, isOffline) {
+      return hasProof(link, requester, isOffline);
     },
   };
   return policy;

@@ -11,6 +11,8 @@ import { binary, fillsSettled } from '../helpers/redteam.js';
  * by a hostile client and a hostile upstream, each on loopback.
  */
 
+const ALICE = `Basic ${Buffer.from('alice:alice-secret').toString('base64')}`;
+
 describe('trust red team: attacks on the landed model', () => {
   const opened: Array<{ close(): Promise<unknown> }> = [];
   let cache: RunningPullthrough | undefined;
@@ -54,5 +56,28 @@ describe('trust red team: attacks on the landed model', () => {
       assert.notEqual(res.status, 200, `${name}: the upstream never said this digest is in mallory/bait`);
       assert.equal((res.body as Buffer).includes(layer.bytes.subarray(0, 64)), false, name);
     }
+  });
+
+  it('the status page and _catalog do not show tags of a repository whose anonymous proof went stale', async () => {
+    let clock = Date.now();
+    const v1 = makeImage({ layerSizes: [100] });
+    const v2 = makeImage({ layerSizes: [100] });
+    const upstream = await fake();
+    upstream.addImage('acme/app', '1.0', v1);
+    const c = await start([{ host: 'registry.example', url: upstream.url, default: true, accessTtl: '5m', tagTtl: '1h' }], { now: () => clock });
+    await request(c.url).get('/v2/acme/app/manifests/1.0').expect(200);
+    upstream.setPrivate('acme/app', true);
+    upstream.addImage('acme/app', 'launch-secret', v2);
+    clock += 6 * 60_000;
+    await request(c.url).get('/v2/acme/app/manifests/launch-secret').set('authorization', ALICE).expect(200);
+
+    const json = await request(c.url).get('/_pullthrough/status').expect(200);
+    const page = await request(c.url).get('/').expect(200);
+    for (const text of [JSON.stringify(json.body), page.text]) {
+      assert.doesNotMatch(text, /launch-secret/);
+      assert.equal(text.includes(v2.digest), false);
+    }
+    const catalog = await request(c.url).get('/v2/_catalog');
+    assert.equal(JSON.stringify(catalog.body).includes('acme/app'), false, 'the repository may have turned private: its name is not shown on a stale proof');
   });
 });
