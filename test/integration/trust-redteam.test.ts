@@ -4,7 +4,7 @@ import request from 'supertest';
 import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../fakes/fake-upstream.js';
 import { makeImage } from '../helpers/images.js';
 import { startPullthrough, type RunningPullthrough, type UpstreamSpec } from '../helpers/pullthrough.js';
-import { binary, fillsSettled } from '../helpers/redteam.js';
+import { binary, fillsSettled, loopbackHostName, startInternalService } from '../helpers/redteam.js';
 
 /*
  * Red-team follow-ups to trust.test.ts (issue 11): attacks on the trust model as it landed,
@@ -79,5 +79,63 @@ describe('trust red team: attacks on the landed model', () => {
     }
     const catalog = await request(c.url).get('/v2/_catalog');
     assert.equal(JSON.stringify(catalog.body).includes('acme/app'), false, 'the repository may have turned private: its name is not shown on a stale proof');
+  });
+
+  it('held: catch-all host spellings of loopback are refused alike and never connected to', async () => {
+    const internal = await startInternalService();
+    opened.push(internal);
+    const upstream = await fake();
+    const c = await start([{ host: 'docker.io', url: upstream.url, default: true }, { host: '*', url: 'http://{host}' }]);
+    const port = internal.port;
+    const name = loopbackHostName();
+    const hosts = [`127.1:${port}`, `2130706433:${port}`, `0x7f.1:${port}`, `0177.0.0.1:${port}`, `0x7f000001:${port}`, `LOCALHOST:${port}`, `Api.LocalHost:${port}`, `127.0.0.1.:${port}`, `localhost.:${port}`, ...(name ? [`${name}:${port}`, `${name.toUpperCase()}:${port}`] : [])];
+    for (const host of hosts) {
+      for (const path of [`/v2/library/app/manifests/1.0?ns=${encodeURIComponent(host)}`, `/v2/${host}/library/app/blobs/sha256:${'a'.repeat(64)}`]) {
+        const res = await request(c.url).get(path);
+        assert.ok(res.status === 403 || res.status === 404, `${host}: ${res.status} ${res.text}`);
+        assert.doesNotMatch(res.text.split(host).join('HOST'), /SECRET|ECONNREFUSED|127\.0\.0\.1/, host);
+      }
+    }
+    assert.equal(internal.hits(), 0);
+  });
+
+  it('held: redirects and token realms in any spelling of loopback are not followed', async () => {
+    const internal = await startInternalService();
+    opened.push(internal);
+    const port = internal.port;
+    const name = loopbackHostName();
+    const targets = [
+      `http://2130706433:${port}/x`,
+      `http://0x7f.1:${port}/x`,
+      `http://0177.1:${port}/x`,
+      `http://[::ffff:127.0.0.1]:${port}/x`,
+      `http://[::ffff:7f00:1]:${port}/x`,
+      `http://[0:0:0:0:0:ffff:7f00:1]:${port}/x`,
+      `//127.0.0.1:${port}/x`,
+      `http://user:pw@127.0.0.1:${port}/x`,
+      `http://localhost:${port}/x`,
+      `http://localhost.:${port}/x`,
+      `HTTP://LOCALHOST:${port}/x`,
+      `http:127.0.0.1:${port}/x`,
+      `http:\\\\127.0.0.1:${port}\\x`,
+      ...(name ? [`http://${name}:${port}/x`] : []),
+    ];
+    for (const target of targets) {
+      const image = makeImage({ layerSizes: [10] });
+      const upstream = await fake();
+      upstream.addImage('library/app', '1.0', image);
+      upstream.setFault('library/app:1.0', { type: 'redirect', location: target });
+      upstream.setFault(image.layers[0]!.digest, { type: 'status', status: 401, headers: { 'www-authenticate': `Bearer realm="${target}",service="x"` } });
+      const c = await start([{ host: 'docker.io', url: upstream.url, default: true }]);
+      const manifest = await request(c.url).get('/v2/library/app/manifests/1.0');
+      const blob = await request(c.url).get(`/v2/library/app/blobs/${image.layers[0]!.digest}`);
+      for (const res of [manifest, blob]) {
+        assert.notEqual(res.status, 200, target);
+        assert.doesNotMatch(res.text, /SECRET|ECONNREFUSED|127\.0\.0\.1/, target);
+      }
+      await c.close();
+      cache = undefined;
+    }
+    assert.equal(internal.hits(), 0);
   });
 });
