@@ -59,6 +59,8 @@ describe('trust red team: open attacks (fail on main)', () => {
     const layer = await binary(request(c.url).get(`/v2/acme/app/blobs/${v2.layers[0]!.digest}`));
     assert.notEqual(layer.status, 200);
     assert.equal((layer.body as Buffer).includes(v2.layers[0]!.bytes.subarray(0, 64)), false);
+    const tags = await request(c.url).get('/v2/acme/app/tags/list');
+    assert.doesNotMatch(tags.text, /"2\.0"/, 'the tag alice pulled after the repository turned private is not listed');
   });
 
 
