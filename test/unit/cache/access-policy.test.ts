@@ -118,4 +118,30 @@ describe('access policy', () => {
     await policy.authorizeRepository(OTHER, undefined, never.probe, false);
     assert.deepEqual(never.calls, []);
   });
+
+  it('links a digest to the repository asked through only on the upstream\'s own yes, not on an outage\'s', async () => {
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
+    clock += 2 * TTL;
+    // Served on LINK's stale anonymous proof while the upstream is down (documented), but not remembered as OTHER's.
+    await policy.authorizeContent(OTHER, DIGEST, undefined, fakeProbe(() => 'down').probe, false);
+    assert.equal(index.isLinked(OTHER, DIGEST), false);
+    await policy.authorizeRepository(OTHER, undefined, fakeProbe(() => 'ok').probe, false);
+    await assert.rejects(policy.authorizeContent(OTHER, DIGEST, undefined, fakeProbe(() => 'missing').probe, false), isDenied);
+    const confirmed = fakeProbe(() => 'ok');
+    await policy.authorizeContent(OTHER, DIGEST, alice, confirmed.probe, false);
+    assert.equal(index.isLinked(OTHER, DIGEST), true, 'a real yes links it');
+  });
+
+  it('shows a repository in listings on a fresh proof only, of any age offline', async () => {
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
+    await policy.authorizeRepository(OTHER, alice, fakeProbe(() => 'ok').probe, false);
+    assert.equal(policy.isVisible(LINK, undefined, false), true);
+    assert.equal(policy.isVisible(OTHER, alice, false), true);
+    assert.equal(policy.isVisible(OTHER, undefined, false), false);
+    clock += TTL;
+    assert.equal(policy.isVisible(LINK, undefined, false), false, 'it may have turned private since');
+    assert.equal(policy.isVisible(OTHER, alice, false), false);
+    assert.equal(policy.isVisible(LINK, undefined, true), true);
+    assert.equal(policy.isVisible(OTHER, alice, true), true);
+  });
 });
