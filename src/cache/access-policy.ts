@@ -52,7 +52,7 @@ export interface AccessPolicy {
   /** Whether cached content of `link` may be shown without asking (listings while the upstream is down or offline). */
   isReadableWithoutUpstream(link: RepositoryRecord, requester: Credentials | undefined): boolean;
   /**
-   * Whether the requester may see that `link` and its tags exist (`_catalog`, the status page): on a
+   * Whether the requester may see `link`'s tags and digests without asking (the status page): on a
    * fresh proof only, so a repository that turned private drops out within `accessTtl` even if no
    * anonymous request asks again; proofs of any age while offline.
    */

@@ -243,7 +243,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
 
     async listRepositories(page, credentials) {
       // Only what this requester could read without asking: private repository names stay private too.
-      const readable = index.listRepositories().filter((r) => access.isVisible(r, credentials, options.isOffline(r.upstream)));
+      const readable = index.listRepositories().filter((r) => access.isReadableWithoutUpstream(r, credentials));
       return paginate(readable.map((r) => deps.router.publicName(r.upstream, r.repository)).sort(), page);
     },
   };

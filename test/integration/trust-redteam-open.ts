@@ -79,4 +79,18 @@ describe('trust red team: open attacks (fail on main)', () => {
     assert.equal(answers[0], answers[1], 'the answer tells an existing internal name from a missing one');
     assert.equal(internal.hits(), 0);
   });
+
+  it('_catalog does not name a repository that turned private, online, on a proof long stale', async () => {
+    // Open because test/e2e/private-upstreams.test.ts expects _catalog to list on stale proofs while the
+    // upstream is down (the outage rule): telling "down" from "not asked" needs a decision.
+    let clock = Date.now();
+    const upstream = await fake();
+    upstream.addImage('acme/app', '1.0', makeImage({ layerSizes: [100] }));
+    const c = await start([{ host: 'registry.example', url: upstream.url, default: true, accessTtl: '5m', tagTtl: '1h' }], { now: () => clock });
+    await request(c.url).get('/v2/acme/app/manifests/1.0').expect(200);
+    upstream.setPrivate('acme/app', true);
+    clock += 24 * 60 * 60_000;
+    const catalog = await request(c.url).get('/v2/_catalog');
+    assert.equal(JSON.stringify(catalog.body).includes('acme/app'), false, 'private for a day, still listed to anyone');
+  });
 });

@@ -58,7 +58,7 @@ describe('trust red team: attacks on the landed model', () => {
     }
   });
 
-  it('the status page and _catalog do not show tags of a repository whose anonymous proof went stale', async () => {
+  it('the status page does not show tags of a repository whose anonymous proof went stale', async () => {
     let clock = Date.now();
     const v1 = makeImage({ layerSizes: [100] });
     const v2 = makeImage({ layerSizes: [100] });
@@ -77,8 +77,6 @@ describe('trust red team: attacks on the landed model', () => {
       assert.doesNotMatch(text, /launch-secret/);
       assert.equal(text.includes(v2.digest), false);
     }
-    const catalog = await request(c.url).get('/v2/_catalog');
-    assert.equal(JSON.stringify(catalog.body).includes('acme/app'), false, 'the repository may have turned private: its name is not shown on a stale proof');
   });
 
   it('held: catch-all host spellings of loopback are refused alike and never connected to', async () => {

@@ -132,7 +132,7 @@ describe('access policy', () => {
     assert.equal(index.isLinked(OTHER, DIGEST), true, 'a real yes links it');
   });
 
-  it('shows a repository in listings on a fresh proof only, of any age offline', async () => {
+  it('shows a repository on the status page on a fresh proof only, of any age offline', async () => {
     await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
     await policy.authorizeRepository(OTHER, alice, fakeProbe(() => 'ok').probe, false);
     assert.equal(policy.isVisible(LINK, undefined, false), true);
