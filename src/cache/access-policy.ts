@@ -33,7 +33,7 @@ export interface AccessPolicy {
   /** What to send upstream for this requester: its own credentials; else configured ones where that reveals nothing private. */
   upstreamCredentials(link: RepositoryRecord, requester: Credentials | undefined): Credentials | undefined;
   /** Throws OciError UNAUTHORIZED unless the requester may read `link` (a tag's repository). */
-  authorizeRepository(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, isOffline: boolean): Promise<void>;
+  authorizeRepository(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, isOffline: boolean, options?: { digest?: string }): Promise<void>;
   /**
    * The same for one digest asked for through `link`, which must be content of that repository:
    * linked to it, or confirmed there by `probe`. The caller has checked that `link.upstream`
@@ -50,7 +50,7 @@ export interface AccessPolicy {
   /** The upstream served `link` to these credentials (undefined: to an anonymous request). */
   recordSuccess(link: RepositoryRecord, used: Credentials | undefined): void;
   /** Whether cached content of `link` may be shown without asking (listings while the upstream is down or offline). */
-  isReadableWithoutUpstream(link: RepositoryRecord, requester: Credentials | undefined): boolean;
+  isReadableWithoutUpstream(link: RepositoryRecord, requester: Credentials | undefined, digest?: string): boolean;
   /**
    * Whether the requester may see `link`'s tags and digests without asking (the status page): on a
    * fresh proof only, so a repository that turned private drops out within `accessTtl` even if no
@@ -73,11 +73,17 @@ export function createAccessPolicy(
   const isFresh = (provenAt: number | undefined, link: RepositoryRecord) => provenAt !== undefined && deps.now() - provenAt < options.accessTtlMs(link.upstream);
   const isShared = (link: RepositoryRecord) => options.configured(link.upstream)?.isShared === true;
 
-  /** What the proofs at hand say, without asking: fresh ones only, or (`anyAge`) any the upstream gave. */
-  function hasProof(link: RepositoryRecord, requester: Credentials | undefined, anyAge: boolean): boolean {
+  /**
+   * What the proofs at hand say, without asking: fresh ones only, or (`anyAge`) any the upstream
+   * gave. A stale anonymous proof covers only content that was in the repository when it was
+   * given (`digest`, when the question is about one): what was fetched with credentials later is
+   * served anonymously only on a fresh proof, whatever makes the upstream look down.
+   */
+  function hasProof(link: RepositoryRecord, requester: Credentials | undefined, anyAge: boolean, digest?: string): boolean {
     if (isShared(link)) return true;
     const anonymous = deps.index.publicProvenAt(link);
-    if (anonymous !== undefined && (anyAge || isFresh(anonymous, link))) return true;
+    if (anonymous !== undefined && isFresh(anonymous, link)) return true;
+    if (anonymous !== undefined && anyAge && (digest === undefined || (deps.index.linkedAt(link, digest) ?? Infinity) <= anonymous)) return true;
     if (!requester) return false;
     const own = verified.get(key(link, requester));
     return own !== undefined && (anyAge || isFresh(own, link));
@@ -91,7 +97,8 @@ export function createAccessPolicy(
   /**
    * Asks the upstream. `staleWillDo`: what to answer when it cannot be asked — true where a proof
    * it gave before covers the request; anonymous and unknown requesters never get private content.
-   * Resolves to whether the upstream itself said yes (false: an outage, and a proof of before did).
+   * Resolves to whether the upstream itself said yes (false: an outage, and a proof of before did);
+   * the caller records the yes, after linking what it confirmed, so the proof is never older than the link.
    */
   async function prove(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, staleWillDo: boolean): Promise<boolean> {
     try {
@@ -109,7 +116,6 @@ export function createAccessPolicy(
       }
       throw err;
     }
-    policy.recordSuccess(link, requester);
     return true;
   }
 
@@ -122,24 +128,28 @@ export function createAccessPolicy(
       return configured && (configured.isShared || isFresh(deps.index.publicProvenAt(link), link)) ? configured.credentials : undefined;
     },
 
-    async authorizeRepository(link, requester, probe, isOffline) {
-      if (hasProof(link, requester, isOffline)) return;
+    async authorizeRepository(link, requester, probe, isOffline, { digest } = {}) {
+      if (hasProof(link, requester, isOffline, digest)) return;
       if (isOffline) throw deny(link, requester, 'the upstream is offline and has not vouched for them');
-      await prove(link, requester, probe, hasProof(link, requester, true));
+      if (await prove(link, requester, probe, hasProof(link, requester, true, digest))) policy.recordSuccess(link, requester);
     },
 
     async authorizeContent(link, digest, requester, probe, isOffline, { isLinked } = {}) {
       if (isShared(link)) return;
       const publicContent = deps.index.publicContentProvenAt(link.upstream, digest);
-      if (publicContent !== undefined && (isOffline || isFresh(publicContent, link))) return;
+      if (publicContent !== undefined && isFresh(publicContent, link)) return;
+      const coveredContent = deps.index.publicContentProvenAt(link.upstream, digest, { coveringOnly: true });
+      if (isOffline && coveredContent !== undefined) return;
       const linked = isLinked ?? deps.index.isLinked(link, digest);
-      if (linked && hasProof(link, requester, isOffline)) return;
+      if (linked && hasProof(link, requester, isOffline, digest)) return;
       if (isOffline) throw deny(link, requester, linked ? 'the upstream is offline and has not vouched for them' : 'the content is cached for another repository and the upstream is offline');
       // Not linked: access to this repository says nothing about a digest cached for another one, so the upstream is asked.
-      const isConfirmed = await prove(link, requester, probe, publicContent !== undefined || (linked && hasProof(link, requester, true)));
+      const isConfirmed = await prove(link, requester, probe, coveredContent !== undefined || (linked && hasProof(link, requester, true, digest)));
+      if (!isConfirmed) return;
       // Only the upstream's own yes links the digest here: a link taken on an outage's word would make it
       // public through this repository's next fresh anonymous proof, long after the outage.
-      if (!linked && isConfirmed) deps.index.linkRepository(link, digest);
+      if (!linked) deps.index.linkRepository(link, digest);
+      policy.recordSuccess(link, requester);
     },
 
     recordSuccess(link, used) {
@@ -147,8 +157,8 @@ export function createAccessPolicy(
       else verified.set(key(link, used), deps.now());
     },
 
-    isReadableWithoutUpstream(link, requester) {
-      return hasProof(link, requester, true);
+    isReadableWithoutUpstream(link, requester, digest) {
+      return hasProof(link, requester, true, digest);
     },
 
     isVisible(link, requester, isOffline) {

@@ -97,7 +97,7 @@ export function createManifestLookup(
         if (!isFresh && sent?.id === credentials?.id) revalidation = answer;
         return answer;
       };
-      await access.authorizeRepository(link, requester, headTag, isOffline);
+      await access.authorizeRepository(link, requester, headTag, isOffline, { digest: cached.digest });
       if (isFresh) return answer(link.upstream, 'tag', local, 'hit');
       try {
         const current = await (revalidation ?? headTag(credentials));

@@ -97,7 +97,10 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
         try {
           const fill = await deps.fills.join(route.upstream, link, digest, credentials);
           await fill.done;
-          metrics.prefetches.inc({ result: index.getContent(digest.value) ? 'committed' : 'failed' });
+          const isCommitted = index.isLinked(link, digest.value);
+          // As for a client's anonymous download: the upstream served it to no credentials, just now.
+          if (isCommitted && credentials === undefined) access.recordSuccess(link, undefined);
+          metrics.prefetches.inc({ result: isCommitted ? 'committed' : 'failed' });
         } catch {
           // The upstream refused or is gone: the client's own request will say so.
           metrics.prefetches.inc({ result: 'failed' });
@@ -133,7 +136,11 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       if (!isJoining || !isAccessRefusal(err)) throw err;
       joined = await deps.fills.join(route.upstream, link, digest, credentials, { lane: `${credentials?.id ?? 'anonymous'}\0${link.repository}` });
     }
-    if (joined.isStarter) access.recordSuccess(link, credentials);
+    if (joined.isStarter) {
+      access.recordSuccess(link, credentials);
+      // An anonymous download that committed is a proof as new as its link: it covers the blob even once stale.
+      if (credentials === undefined) void joined.done.then(() => index.isLinked(link, digest.value) && access.recordSuccess(link, undefined));
+    }
     const lookup = joined.isStarter ? 'miss' : 'joined';
     metrics.cacheLookups.inc({ kind: 'blob', result: lookup });
     return { digest: digest.value, size: joined.size, source: 'upstream', result: lookup, upstream: link.upstream, send: joined.send };
@@ -220,8 +227,10 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
     async listTags(request, { n, last, signal, credentials: requester }) {
       const route = deps.router.route(request);
       const link = linkOf(route);
-      // Rows under reserved names (referrers answers) are no tags: a real tag cannot hold ':'.
-      const cachedTags = () => paginate(index.listTags(link).filter((tag) => !isReservedTagName(tag)), { n, last });
+      // Rows under reserved names (referrers answers) are no tags: a real tag cannot hold ':'. Without
+      // the upstream, a tag is listed only where the proofs at hand cover what it points at.
+      const readable = (tag: string) => !isReservedTagName(tag) && access.isReadableWithoutUpstream(link, requester, index.getTag(link, tag)?.digest);
+      const cachedTags = () => paginate(index.listTags(link).filter(readable), { n, last });
       if (options.isOffline(link.upstream)) {
         if (!access.isReadableWithoutUpstream(link, requester)) throw new OciError('UNAUTHORIZED', `credentials are needed for ${link.upstream}/${link.repository}`);
         return { ...cachedTags(), staleWarning: `111 pullthrough "Upstream ${link.upstream} is offline: the tags this cache holds"` };

@@ -76,7 +76,7 @@ const SCHEMA1_TYPES = new Set(['application/vnd.docker.distribution.manifest.v1+
  */
 export function manifestProblem(bytes: Uint8Array, mediaType: string): string | undefined {
   const isIndex = isIndexMediaType(mediaType);
-  if (!isIndex && !isImageManifestMediaType(mediaType) && !SCHEMA1_TYPES.has(mediaType)) return `media type ${JSON.stringify(mediaType.slice(0, 100))} is not a manifest type`;
+  if (!isIndex && !isImageManifestMediaType(mediaType) && !SCHEMA1_TYPES.has(mediaType)) return 'its media type is not a manifest type';
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(bytes).toString('utf8'));

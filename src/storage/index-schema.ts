@@ -1,5 +1,5 @@
 /** The index schema, versioned in `PRAGMA user_version`; a new version adds a migration step here. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA_V1 = `
 CREATE TABLE content (
@@ -49,3 +49,12 @@ CREATE TABLE tags (
 ) STRICT, WITHOUT ROWID;
 `;
 
+
+/**
+ * v2: when content was first linked to a repository. An anonymous proof older than the link does
+ * not cover it (it may have been fetched with credentials after the repository turned private);
+ * rows from v1 count as linked at 0, as they were served before.
+ */
+export const SCHEMA_V2 = `
+ALTER TABLE repository_content ADD COLUMN linked_at INTEGER NOT NULL DEFAULT 0;
+`;

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { SCHEMA_V1, SCHEMA_VERSION } from './index-schema.js';
+import { SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION } from './index-schema.js';
 import type { ContentRecord, ImageSummary, RepositoryRecord, TagRecord } from './index-records.js';
 import { byName, sizeTags } from './tag-sizes.js';
 
@@ -16,6 +16,8 @@ export interface MetadataIndex {
   putContent(record: ContentRecord, link?: RepositoryRecord, references?: readonly string[]): void;
   linkRepository(link: RepositoryRecord, digest: string): void;
   isLinked(link: RepositoryRecord, digest: string): boolean;
+  /** When `digest` was first linked to the repository; undefined when it is not linked. */
+  linkedAt(link: RepositoryRecord, digest: string): number | undefined;
   /** Whether this upstream delivered (or, for another of its repositories, vouched for) this digest. */
   isHeldBy(upstream: string, digest: string): boolean;
   /** Records that the upstream served this repository to an anonymous request, now. */
@@ -24,8 +26,12 @@ export interface MetadataIndex {
   unmarkPublic(link: RepositoryRecord): void;
   /** When the upstream last served this repository to an anonymous request; undefined: never (or not since it refused). */
   publicProvenAt(link: RepositoryRecord): number | undefined;
-  /** The latest such proof among the repositories of `upstream` that hold this digest. */
-  publicContentProvenAt(upstream: string, digest: string): number | undefined;
+  /**
+   * The latest such proof among the repositories of `upstream` that hold this digest; with
+   * `coveringOnly`, among those whose proof is no older than the digest's link (it was readable
+   * anonymously then, not only fetched with credentials since).
+   */
+  publicContentProvenAt(upstream: string, digest: string, options?: { coveringOnly?: boolean }): number | undefined;
   getTag(link: RepositoryRecord, tag: string): TagRecord | undefined;
   putTag(link: RepositoryRecord, tag: string, record: TagRecord): void;
   touchTag(link: RepositoryRecord, tag: string, checkedAt: number): void;
@@ -75,9 +81,10 @@ export function createMetadataIndex(options: { path: string }, deps: { now: () =
     db.close();
     throw new Error(`index ${options.path} has schema version ${version}; this pullthrough knows up to ${SCHEMA_VERSION}`);
   }
-  if (version < 1) {
+  if (version < SCHEMA_VERSION) {
     db.transaction(() => {
-      db.exec(SCHEMA_V1);
+      if (version < 1) db.exec(SCHEMA_V1);
+      if (version < 2) db.exec(SCHEMA_V2);
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }
@@ -110,7 +117,9 @@ class SqliteMetadataIndex implements MetadataIndex {
   readonly #unmarkPublic;
   readonly #publicProvenAt;
   readonly #publicContentProvenAt;
+  readonly #publicContentCoveredAt;
   readonly #isHeldBy;
+  readonly #linkedAt;
   readonly #stats;
   readonly #allTags;
   readonly #allReferences;
@@ -144,7 +153,9 @@ class SqliteMetadataIndex implements MetadataIndex {
     );
     this.#insertReference = db.prepare('INSERT OR IGNORE INTO manifest_references (manifest, child) VALUES (?, ?)');
     // Only content we hold can be linked; a link to a fill still running is made when it commits.
-    this.#link = db.prepare('INSERT OR IGNORE INTO repository_content (upstream, repository, digest) SELECT ?, ?, digest FROM content WHERE digest = ?');
+    // The first link's time stays: it is when the content was first seen in the repository.
+    this.#link = db.prepare('INSERT OR IGNORE INTO repository_content (upstream, repository, digest, linked_at) SELECT ?, ?, digest, ? FROM content WHERE digest = ?');
+    this.#linkedAt = db.prepare<[string, string, string], number>('SELECT linked_at FROM repository_content WHERE upstream = ? AND repository = ? AND digest = ?').pluck();
     this.#getTag = db.prepare<[string, string, string], { digest: string; media_type: string; checked_at: number }>(
       'SELECT digest, media_type, checked_at FROM tags WHERE upstream = ? AND repository = ? AND tag = ?',
     );
@@ -193,13 +204,16 @@ class SqliteMetadataIndex implements MetadataIndex {
     );
     this.#unmarkPublic = db.prepare('DELETE FROM public_repositories WHERE upstream = ? AND repository = ?');
     this.#publicProvenAt = db.prepare<[string, string], number>('SELECT proven_at FROM public_repositories WHERE upstream = ? AND repository = ?').pluck();
-    this.#publicContentProvenAt = db
-      .prepare<[string, string], number | null>(
-        `SELECT MAX(p.proven_at) FROM repository_content rc
-           JOIN public_repositories p ON p.upstream = rc.upstream AND p.repository = rc.repository
-          WHERE rc.digest = ? AND rc.upstream = ?`,
-      )
-      .pluck();
+    const provenAt = (condition: string) =>
+      db
+        .prepare<[string, string], number | null>(
+          `SELECT MAX(p.proven_at) FROM repository_content rc
+             JOIN public_repositories p ON p.upstream = rc.upstream AND p.repository = rc.repository
+            WHERE rc.digest = ? AND rc.upstream = ?${condition}`,
+        )
+        .pluck();
+    this.#publicContentProvenAt = provenAt('');
+    this.#publicContentCoveredAt = provenAt(' AND rc.linked_at <= p.proven_at');
     this.#isHeldBy = db.prepare<[string, string], number>('SELECT 1 FROM repository_content WHERE digest = ? AND upstream = ? LIMIT 1').pluck();
     this.#pin = db.prepare('INSERT OR IGNORE INTO pins (upstream, repository, reference, pinned_at) VALUES (?, ?, ?, ?)');
     this.#isPinned = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM pins WHERE upstream = ? AND repository = ? AND reference = ?');
@@ -222,12 +236,16 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#db.transaction(() => {
       this.#upsertContent.run({ ...record, now: this.#now() });
       for (const child of references) this.#insertReference.run(record.digest, child);
-      if (link) this.#link.run(link.upstream, link.repository, record.digest);
+      if (link) this.#link.run(link.upstream, link.repository, this.#now(), record.digest);
     })();
   }
 
   linkRepository(link: RepositoryRecord, digest: string): void {
-    this.#link.run(link.upstream, link.repository, digest);
+    this.#link.run(link.upstream, link.repository, this.#now(), digest);
+  }
+
+  linkedAt(link: RepositoryRecord, digest: string): number | undefined {
+    return this.#linkedAt.get(link.upstream, link.repository, digest);
   }
 
   isLinked(link: RepositoryRecord, digest: string): boolean {
@@ -250,8 +268,8 @@ class SqliteMetadataIndex implements MetadataIndex {
     return this.#publicProvenAt.get(link.upstream, link.repository);
   }
 
-  publicContentProvenAt(upstream: string, digest: string): number | undefined {
-    return this.#publicContentProvenAt.get(digest, upstream) ?? undefined;
+  publicContentProvenAt(upstream: string, digest: string, { coveringOnly = false } = {}): number | undefined {
+    return (coveringOnly ? this.#publicContentCoveredAt : this.#publicContentProvenAt).get(digest, upstream) ?? undefined;
   }
 
   getTag(link: RepositoryRecord, tag: string): TagRecord | undefined {

@@ -155,7 +155,9 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     if (err instanceof UpstreamError) throw err;
     const code = (err as { code?: string }).code ?? '';
     if ((err as Error).name === 'AbortError') throw err;
-    if (code === 'ERR_PULLTHROUGH_ADDRESS_DENIED') throw denied(err);
+    // For a client-named (catch-all) host, "no such name" reads as a refusal too: otherwise the
+    // answers would tell which internal names exist from which do not.
+    if (code === 'ERR_PULLTHROUGH_ADDRESS_DENIED' || (!options.isUrlTrusted && (code === 'ENOTFOUND' || code === 'EAI_AGAIN'))) throw denied(err);
     if (TIMEOUT_CODES.has(code)) throw new UpstreamError('timeout', host, `upstream ${host} timed out (${code})`, { cause: err });
     const reason = TRANSIENT_CODES.has(code) ? code : 'connection failed';
     throw new UpstreamError('unreachable', host, `upstream ${host} is unreachable: ${reason}`, { cause: err });
