@@ -100,7 +100,7 @@ export function createMetrics(options: { withDefaultMetrics: boolean; storageSta
     }),
     prefetches: new Counter({
       name: 'pullthrough_prefetched_blobs_total',
-      help: "Blobs of an image fetched ahead of the client once its manifest came from upstream, by how the fill ended.",
+      help: "Blobs of an image fetched ahead of the client once its manifest came from upstream, by how the fill ended (skipped: not prefetched, over a bound).",
       labelNames: ['result'] as const,
       registers,
     }),

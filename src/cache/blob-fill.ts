@@ -1,8 +1,10 @@
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Digest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { BlobWriter } from '../storage/blob-writer.js';
 import { DigestMismatchError } from '../storage/digest-mismatch-error.js';
@@ -11,6 +13,7 @@ import type { Upstream } from '../upstream/upstream-client.js';
 import { sendBytes } from '../storage/send-bytes.js';
 import { FillSource, type FillProgress } from './fill-source.js';
 import type { BlobSender } from './registry.js';
+import type { SpaceClaim, StorageKeeper } from './storage-keeper.js';
 
 /** A fill whose upstream answered: its size (when known) and a way to read it as it lands. */
 export interface JoinedFill {
@@ -37,8 +40,37 @@ export interface BlobFills {
   runningFor(upstreamHost: string, digest: Digest): RepositoryRecord | undefined;
   /** Fills still running. */
   readonly size: number;
+  /** At most this many run at once (`cache.maxConcurrentFills`); a fill past it is refused. */
+  readonly limit: number;
   /** Resolves when every running fill has ended (for shutdown); no fill starts after it is called. */
   drain(): Promise<void>;
+}
+
+/** A body of unknown length claims disk in steps of this much as it grows. */
+const CLAIM_STEP_BYTES = 8 * 2 ** 20;
+/** Seconds a client refused for too many concurrent fills waits before asking again. */
+const BUSY_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * Passes the body through while holding disk for every byte before it is written: a known
+ * length was claimed whole up front; an unknown one grows its claim step by step, and the fill
+ * fails cleanly (its temp file discarded) once the cache has no more room.
+ */
+function claimedBytes(claim: SpaceClaim, expectedSize: number | undefined, digest: Digest): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (expectedSize !== undefined && seen > expectedSize) {
+        return callback(new DigestMismatchError(digest.value, 'unknown', `size mismatch for ${digest.value}: the upstream sent more than its ${expectedSize}-byte Content-Length`));
+      }
+      if (seen <= claim.bytes) return callback(null, chunk);
+      claim.grow(Math.max(CLAIM_STEP_BYTES, seen - claim.bytes)).then(
+        () => callback(null, chunk),
+        (err: unknown) => callback(err as Error),
+      );
+    },
+  });
 }
 
 /** Errors of the local disk, as opposed to the upstream connection. */
@@ -78,8 +110,8 @@ class BlobFill implements FillProgress {
  * rename, so nothing unverified is ever served as cached.
  */
 export function createBlobFills(
-  options: { fillTimeoutMs: number },
-  deps: { store: BlobStore; index: MetadataIndex; metrics: Metrics; logger: Logger; onCommit?: () => void },
+  options: { fillTimeoutMs: number; maxConcurrentFills: number },
+  deps: { store: BlobStore; index: MetadataIndex; space: Pick<StorageKeeper, 'claim'>; metrics: Metrics; logger: Logger; onCommit?: () => void },
 ): BlobFills {
   const running = new Map<string, BlobFill>();
   const keyOf = (upstreamHost: string, digest: Digest, lane?: string) => `${upstreamHost}\0${digest.value}${lane === undefined ? '' : `\0${lane}`}`;
@@ -101,19 +133,29 @@ export function createBlobFills(
       const signal = AbortSignal.timeout(options.fillTimeoutMs);
       deps.metrics.fillsInFlight.inc();
       let result = 'error';
+      let claim: SpaceClaim | undefined;
       try {
-        fill.writer = await BlobWriter.create(deps.store, digest, () => fill.notify());
+        const response = await upstream.getBlob(link.repository, digest.value, { signal, credentials });
         try {
-          const response = await upstream.getBlob(link.repository, digest.value, { signal, credentials });
+          // Before a byte is written: a fill that cannot fit is refused, never an unbounded disk.
+          claim = await deps.space.claim(response.size ?? CLAIM_STEP_BYTES);
+          fill.writer = await BlobWriter.create(deps.store, digest, () => fill.notify());
+        } catch (err) {
+          response.body.on('error', () => undefined).destroy();
+          throw err;
+        }
+        try {
           fill.size = response.size;
           markReady();
-          await pipeline(response.body, fill.writer, { signal });
-          const size = await fill.writer.check(digest, response.size);
+          await pipeline(response.body, claimedBytes(claim, response.size, digest), fill.writer, { signal });
+          const size = fill.writer.check(digest, response.size);
           // Verified: clients get their last byte now, while the file is fsynced and renamed.
           fill.state = 'verified';
           fill.notify();
           await fill.writer.persist(digest);
           deps.index.putContent({ digest: digest.value, size, mediaType: null, kind: 'blob' }, link);
+          // Counted by the index now; held on, it would count twice in the eviction after commit.
+          claim.release();
           fill.state = 'committed';
           result = 'committed';
           deps.onCommit?.();
@@ -121,13 +163,19 @@ export function createBlobFills(
           fill.writer.release();
         }
       } catch (err) {
+        // Not joinable from here on: a request arriving while the temp file goes starts afresh.
+        if (running.get(key) === fill) running.delete(key);
         fill.error = err as Error;
         fill.state = 'failed';
+        fill.notify();
         markFailed(err);
         if (err instanceof DigestMismatchError) {
           result = 'mismatch';
           deps.metrics.digestMismatches.inc();
           deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: err.message }, 'upstream sent a blob that does not match its digest; discarded');
+        } else if (err instanceof OciError) {
+          result = 'refused';
+          deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: err.message }, 'blob fill refused');
         } else if (fill.writer && LOCAL_DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) {
           // A local disk error (ENOSPC, EIO): the client gets a clean cut, the cache keeps serving what it has.
           const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
@@ -138,7 +186,9 @@ export function createBlobFills(
         }
         await fill.writer?.discard().catch(() => undefined);
       } finally {
-        running.delete(key);
+        // After the discard: those bytes are gone.
+        claim?.release();
+        if (running.get(key) === fill) running.delete(key);
         deps.metrics.fillsInFlight.dec();
         deps.metrics.fillSeconds.observe({ result }, (performance.now() - began) / 1000);
         fill.notify();
@@ -154,6 +204,11 @@ export function createBlobFills(
       const isStarter = fill === undefined;
       if (!fill) {
         if (draining) throw new Error('shutting down: no new downloads');
+        if (running.size >= options.maxConcurrentFills) {
+          throw new OciError('UNAVAILABLE', `${running.size} downloads from upstreams are running, the most cache.maxConcurrentFills allows; retry shortly`, {
+            headers: { 'retry-after': String(BUSY_RETRY_AFTER_SECONDS) },
+          });
+        }
         fill = start(key, upstream, link, digest, credentials);
         fill.link = link;
         running.set(key, fill);
@@ -173,6 +228,7 @@ export function createBlobFills(
     get size() {
       return running.size;
     },
+    limit: options.maxConcurrentFills,
     async drain() {
       draining = true;
       await Promise.all([...running.values()].map((fill) => fill.done));

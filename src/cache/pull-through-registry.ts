@@ -40,6 +40,11 @@ function isAccessRefusal(err: unknown): boolean {
   return err instanceof UpstreamError && (err.kind === 'auth' || err.isNotFound);
 }
 
+/** A manifest listing more blobs than this is not prefetched: no image needs it, an attacker would. */
+export const PREFETCH_MAX_BLOBS = 128;
+/** Blobs waiting for prefetch across every manifest; a manifest that would pass it is not prefetched. */
+export const PREFETCH_MAX_QUEUED = 1024;
+
 function linkOf(route: Route): RepositoryRecord {
   return { upstream: route.upstream.host, repository: route.repository };
 }
@@ -55,6 +60,8 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
   const manifests = createManifestLookup(options, deps);
   const probes = new SingleFlight<unknown>();
   const referrers = createReferrersLookup(options, { ...deps, manifests: deps.manifests, byTag: manifests.byTag });
+  // Digests queued for prefetch but not yet started, over every manifest.
+  let prefetchQueued = 0;
 
   /**
    * Sends a cached blob. A file that vanished under its row (removed by hand, a damaged disk) drops
@@ -78,22 +85,45 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
    * (skopeo) to three (containerd) at a time: fill them ahead, a few at a time, with the same
    * credentials, so the next layer is on disk, or landing, when it is asked for. Clients then
    * join these fills; nothing is served that they would not have been served anyway.
+   *
+   * Bounded, since one anonymous GET of a hostile manifest must not turn into thousands of
+   * upstream GETs: a manifest of more than {@link PREFETCH_MAX_BLOBS} blobs is not prefetched, at
+   * most {@link PREFETCH_MAX_QUEUED} blobs wait over all manifests, and prefetch starts no fill
+   * while half of `cache.maxConcurrentFills` are running, which keeps the rest for clients.
    */
   function prefetch(route: Route, bytes: Buffer, mediaType: string, requester: Credentials | undefined): void {
     if (options.prefetchBlobs <= 0) return;
+    const descriptors = manifestReferences(bytes, mediaType).blobs;
+    if (descriptors.length > PREFETCH_MAX_BLOBS || prefetchQueued + descriptors.length > PREFETCH_MAX_QUEUED) {
+      metrics.prefetches.inc({ result: 'skipped' }, descriptors.length);
+      return;
+    }
     const link = linkOf(route);
     const credentials = access.upstreamCredentials(link, requester);
     const queue: Digest[] = [];
-    for (const descriptor of manifestReferences(bytes, mediaType).blobs) {
+    for (const descriptor of descriptors) {
       try {
         queue.push(parseDigest(descriptor.digest));
       } catch {
         // Not a digest we could fetch by; a client asking for it gets the error then.
       }
     }
+    prefetchQueued += queue.length;
+    const next = (): Digest | undefined => {
+      const digest = queue.shift();
+      if (digest) prefetchQueued -= 1;
+      return digest;
+    };
     const worker = async (): Promise<void> => {
-      for (let digest = queue.shift(); digest; digest = queue.shift()) {
+      for (let digest = next(); digest; digest = next()) {
         if ((index.getContent(digest.value) && index.isHeldBy(link.upstream, digest.value)) || deps.fills.runningFor(link.upstream, digest)) continue;
+        if (deps.fills.size >= deps.fills.limit / 2) {
+          // Busy: the clients' own requests fill what they need; drop the rest of this queue.
+          metrics.prefetches.inc({ result: 'skipped' }, queue.length + 1);
+          prefetchQueued -= queue.length;
+          queue.length = 0;
+          return;
+        }
         try {
           const fill = await deps.fills.join(route.upstream, link, digest, credentials);
           await fill.done;

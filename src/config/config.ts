@@ -236,7 +236,20 @@ export const configSchema = z
          * otherwise pull whole images. @default 0
          */
         prefetchBlobs: z.number().int().min(0).max(16).default(0),
+        /**
+         * Blob fills (downloads from upstreams into the cache) running at once, prefetches included;
+         * a request that would start one more gets 503 UNAVAILABLE with Retry-After. Prefetch uses
+         * at most half of them. @default 64
+         */
+        maxConcurrentFills: z.number().int().min(1).max(4096).default(64),
+        /**
+         * Memory for manifest bodies being read from upstreams, all reads together: a read that
+         * would pass it fails with 503 UNAVAILABLE, so many concurrent oversized manifests cannot
+         * exhaust memory. At least maxManifestBytes. @default 64MiB
+         */
+        manifestReadBytes: size.default(64 * 2 ** 20),
       })
+      .refine((c) => c.manifestReadBytes >= c.maxManifestBytes, { message: 'manifestReadBytes must be at least maxManifestBytes', path: ['manifestReadBytes'] })
       .prefault({}),
     admin: z
       .strictObject({

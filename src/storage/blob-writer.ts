@@ -110,18 +110,15 @@ export class BlobWriter extends Writable {
   /**
    * Checks size and digest of what was written, without touching the disk: the fill's clients may
    * have their last byte as soon as this passes, while the file is made durable.
-   * @throws DigestMismatchError (after discarding the file) when the content is not `digest`.
+   * @throws DigestMismatchError when the content is not `digest`; the caller discards the file
+   * (a fill first stops being joinable, so nobody joins a file on its way out).
    */
-  async check(digest: Digest, expectedSize: number | undefined): Promise<number> {
+  check(digest: Digest, expectedSize: number | undefined): number {
     const actual = this.#finalDigest();
     if (expectedSize !== undefined && expectedSize !== this.#written) {
-      await this.discard();
       throw new DigestMismatchError(digest.value, actual, `size mismatch for ${digest.value}: expected ${expectedSize} bytes, got ${this.#written}`);
     }
-    if (actual !== digest.value) {
-      await this.discard();
-      throw new DigestMismatchError(digest.value, actual);
-    }
+    if (actual !== digest.value) throw new DigestMismatchError(digest.value, actual);
     return this.#written;
   }
 
@@ -140,7 +137,13 @@ export class BlobWriter extends Writable {
    * @throws DigestMismatchError (after discarding the file) when the content is not `digest`.
    */
   async verify(digest: Digest, expectedSize: number | undefined): Promise<number> {
-    const size = await this.check(digest, expectedSize);
+    let size: number;
+    try {
+      size = this.check(digest, expectedSize);
+    } catch (err) {
+      await this.discard();
+      throw err;
+    }
     await this.#temp.handle.sync();
     return size;
   }
