@@ -154,7 +154,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
     keeper.maybeEvict().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'eviction failed'));
   };
   const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout, maxConcurrentFills: config.cache.maxConcurrentFills }, { store, index, space: keeper, metrics, logger, onCommit: evictSoon });
-  const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes }, { store, index, memory, metrics, logger });
+  const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes, readBudgetBytes: config.cache.manifestReadBytes }, { store, index, memory, metrics, logger });
   const configuredCredentials = new Map<string, ConfiguredCredentials>();
   config.upstreams.forEach((upstream, i) => {
     if (!upstream.credentials) return;

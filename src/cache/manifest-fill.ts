@@ -2,6 +2,7 @@ import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
 import { manifestProblem, manifestReferences } from '../oci/manifest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { CachedManifest, ManifestCache } from '../storage/manifest-cache.js';
@@ -21,10 +22,19 @@ export interface ManifestFill {
   fetch(upstream: Upstream, link: RepositoryRecord, reference: string, request: { accept: readonly string[]; credentials: Credentials | undefined; expected?: Digest | undefined }): Promise<CachedManifest>;
 }
 
+/** Seconds a client refused for lack of manifest read memory waits before asking again. */
+const READ_BUDGET_RETRY_AFTER_SECONDS = 2;
+
+/**
+ * `readBudgetBytes` bounds the manifest bytes held by every upstream read at once: each chunk
+ * takes from it as it arrives (small manifests take little) and a read that would pass it fails
+ * with 503, so hundreds of concurrent oversized bodies cost at most that much memory.
+ */
 export function createManifestFill(
-  options: { maxManifestBytes: number },
+  options: { maxManifestBytes: number; readBudgetBytes: number },
   deps: { store: BlobStore; index: MetadataIndex; memory: ManifestCache; metrics: Metrics; logger: Logger },
 ): ManifestFill {
+  let reading = 0;
   return {
     async local(digest) {
       const hot = deps.memory.get(digest);
@@ -45,7 +55,23 @@ export function createManifestFill(
     },
 
     async fetch(upstream, link, reference, { accept, credentials, expected }) {
-      const response = await upstream.getManifest(link.repository, reference, { accept, credentials, maxBytes: options.maxManifestBytes });
+      let held = 0;
+      const onChunk = (bytes: number) => {
+        if (reading + bytes > options.readBudgetBytes) {
+          throw new OciError('UNAVAILABLE', `too many manifest bytes are being read from upstreams at once (cache.manifestReadBytes); retry shortly`, {
+            headers: { 'retry-after': String(READ_BUDGET_RETRY_AFTER_SECONDS) },
+          });
+        }
+        reading += bytes;
+        held += bytes;
+      };
+      let response;
+      try {
+        response = await upstream.getManifest(link.repository, reference, { accept, credentials, maxBytes: options.maxManifestBytes, onChunk });
+      } finally {
+        // The body is one buffer now, bounded by the memory cache from here on.
+        reading -= held;
+      }
       const algorithm = expected?.algorithm ?? 'sha256';
       const digest = digestOf(response.bytes, algorithm);
       const claimed = expected?.value ?? (response.digest?.startsWith(`${algorithm}:`) ? response.digest : undefined);

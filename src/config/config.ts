@@ -244,12 +244,14 @@ export const configSchema = z
         maxConcurrentFills: z.number().int().min(1).max(4096).default(64),
         /**
          * Memory for manifest bodies being read from upstreams, all reads together: a read that
-         * would pass it fails with 503 UNAVAILABLE, so many concurrent oversized manifests cannot
-         * exhaust memory. At least maxManifestBytes. @default 64MiB
+         * would pass it fails with 503 UNAVAILABLE and Retry-After, so hundreds of concurrent
+         * oversized manifests cannot exhaust memory (real manifests are a few KiB: thousands fit).
+         * At least maxManifestBytes. @default twice maxManifestBytes (8MiB)
          */
-        manifestReadBytes: size.default(64 * 2 ** 20),
+        manifestReadBytes: size.optional(),
       })
-      .refine((c) => c.manifestReadBytes >= c.maxManifestBytes, { message: 'manifestReadBytes must be at least maxManifestBytes', path: ['manifestReadBytes'] })
+      .refine((c) => c.manifestReadBytes === undefined || c.manifestReadBytes >= c.maxManifestBytes, { message: 'manifestReadBytes must be at least maxManifestBytes', path: ['manifestReadBytes'] })
+      .transform((c) => ({ ...c, manifestReadBytes: c.manifestReadBytes ?? 2 * c.maxManifestBytes }))
       .prefault({}),
     admin: z
       .strictObject({

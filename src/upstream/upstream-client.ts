@@ -52,7 +52,12 @@ export interface Upstream {
   getManifest(
     repository: string,
     reference: string,
-    options: RequestOptions & { accept: readonly string[]; maxBytes: number },
+    options: RequestOptions & {
+      accept: readonly string[];
+      maxBytes: number;
+      /** Called with each chunk's length before it is kept; what it throws stops the read and is rethrown as is. */
+      onChunk?: (bytes: number) => void;
+    },
   ): Promise<ManifestResponse & { bytes: Buffer }>;
   headManifest(repository: string, reference: string, options: RequestOptions & { accept: readonly string[] }): Promise<ManifestResponse>;
   getBlob(repository: string, digest: string, options?: RequestOptions): Promise<BlobResponse>;
@@ -341,6 +346,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       }
       const chunks: Buffer[] = [];
       let length = 0;
+      let refusal: unknown;
       try {
         for await (const chunk of response.body) {
           length += (chunk as Buffer).length;
@@ -348,9 +354,16 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
             // Leaving the loop destroys the body.
             throw new UpstreamError('invalid', host, `${what} is over the ${maxBytes}-byte limit`);
           }
+          try {
+            options.onChunk?.((chunk as Buffer).length);
+          } catch (err) {
+            refusal = err;
+            throw err;
+          }
           chunks.push(chunk as Buffer);
         }
       } catch (err) {
+        if (refusal !== undefined && err === refusal) throw err;
         return translate(err);
       }
       const bytes = Buffer.concat(chunks, length);
