@@ -243,9 +243,13 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-      await Promise.race([Promise.all([closed, fills.drain()]), grace]);
+      const drained = fills.drain();
+      await Promise.race([Promise.all([closed, drained]), grace]);
       server.closeAllConnections();
-      await Promise.all([...upstreams, ...router.dynamicUpstreams()].map((u) => u.close().catch(() => undefined)));
+      // Past the grace a fill's upstream body is cut (close() would wait for it forever); the
+      // fills then fail, discard their temp files, and are done before the index closes.
+      await Promise.all([...upstreams, ...router.dynamicUpstreams()].map((u) => u.destroy().catch(() => undefined)));
+      await Promise.race([drained, new Promise<void>((resolve) => setTimeout(resolve, 1_000).unref())]);
       index.close();
     },
   };

@@ -10,6 +10,7 @@ import { BlobWriter } from '../storage/blob-writer.js';
 import { DigestMismatchError } from '../storage/digest-mismatch-error.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Upstream } from '../upstream/upstream-client.js';
+import { UpstreamError } from '../upstream/upstream-error.js';
 import { sendBytes } from '../storage/send-bytes.js';
 import { FillSource, type FillProgress } from './fill-source.js';
 import type { BlobSender } from './registry.js';
@@ -75,6 +76,22 @@ function claimedBytes(claim: SpaceClaim, expectedSize: number | undefined, diges
 
 /** Errors of the local disk, as opposed to the upstream connection. */
 const LOCAL_DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE']);
+const BODY_TIMEOUT_CODES = new Set(['UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+/**
+ * What a fill's clients are told when it fails: a client that has no byte yet gets an OCI error
+ * from it (503 naming the upstream, or the cache's own refusal), never a 500 for a broken
+ * upstream body, a wrong digest or a full disk.
+ */
+function asClientError(err: unknown, host: string, what: string): Error {
+  if (err instanceof UpstreamError || err instanceof OciError) return err;
+  const message = (err as Error).message;
+  if (err instanceof DigestMismatchError) return new UpstreamError('invalid', host, `upstream ${host} sent ${what} with the wrong content: ${message}`, { cause: err });
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (LOCAL_DISK_ERRORS.has(code)) return new OciError('UNAVAILABLE', `the cache could not store ${what} (${code})`, { cause: err });
+  if (BODY_TIMEOUT_CODES.has(code) || (err as Error).name === 'TimeoutError') return new UpstreamError('timeout', host, `upstream ${host} stalled sending ${what} (${code || 'fill timeout'})`, { cause: err });
+  return new UpstreamError('unreachable', host, `upstream ${host} broke off sending ${what}: ${code || message}`, { cause: err });
+}
 
 class BlobFill implements FillProgress {
   writer!: BlobWriter;
@@ -165,10 +182,10 @@ export function createBlobFills(
       } catch (err) {
         // Not joinable from here on: a request arriving while the temp file goes starts afresh.
         if (running.get(key) === fill) running.delete(key);
-        fill.error = err as Error;
+        fill.error = asClientError(err, upstream.host, `blob ${digest.value} of ${link.repository}`);
         fill.state = 'failed';
         fill.notify();
-        markFailed(err);
+        markFailed(fill.error);
         if (err instanceof DigestMismatchError) {
           result = 'mismatch';
           deps.metrics.digestMismatches.inc();

@@ -64,21 +64,34 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
   let prefetchQueued = 0;
 
   /**
-   * Sends a cached blob. A file that vanished under its row (removed by hand, a damaged disk) drops
-   * the row, as start-up reconciliation would, so the next request fills it again instead of
-   * failing the same way forever.
+   * Sends a cached blob. A file that vanished under its row (evicted or collected between the
+   * lookup and the open, removed by hand) drops the row, as start-up reconciliation would, and
+   * the request is served by filling the blob again: the open failed, so nothing was sent yet.
    */
-  const sendCached = (digest: Digest, size: number): BlobSender => async (dest, sendOptions) => {
-    try {
-      return await deps.store.send(digest, dest, { ...sendOptions, size });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+  const sendCached =
+    (digest: Digest, size: number, refill: () => Promise<BlobSender>): BlobSender =>
+    async (dest, sendOptions) => {
+      try {
+        return await deps.store.send(digest, dest, { ...sendOptions, size });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         index.deleteContent([digest.value]);
-        deps.logger.warn({ digest: digest.value }, 'cached blob file is gone; its index row was dropped and the next request fetches it again');
+        deps.logger.warn({ digest: digest.value }, 'cached blob file is gone; its index row was dropped and the blob is fetched again');
+        return (await refill())(dest, sendOptions);
       }
-      throw err;
-    }
-  };
+    };
+
+  /** For a requester already entitled to `digest`: a fresh fill of it, when its cached file vanished. */
+  const refiller =
+    (route: Route, link: RepositoryRecord, digest: Digest, requester: Credentials | undefined) =>
+    async (): Promise<BlobSender> => {
+      if (options.isOffline(link.upstream)) throw offlineMiss(metrics, 'BLOB_UNKNOWN', `blob ${digest.value}`, link.upstream);
+      try {
+        return (await deps.fills.join(route.upstream, link, digest, access.upstreamCredentials(link, requester))).send;
+      } catch (err) {
+        throw notFound(err, 'BLOB_UNKNOWN', `blob ${digest.value} of ${route.repository}`);
+      }
+    };
 
   /**
    * A client that got an image manifest from upstream will ask for its blobs next, usually one
@@ -154,7 +167,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
       const landed = index.getContent(digest.value);
       if (landed && index.isHeldBy(link.upstream, digest.value)) {
         metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
-        return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: sendCached(digest, landed.size) };
+        return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: sendCached(digest, landed.size, refiller(route, link, digest, requester)) };
       }
     }
     // Decided in the same tick as the join below: whether this request starts the shared fill.
@@ -232,7 +245,7 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
         await access.authorizeContent(link, digest.value, requester, probe, isOffline);
         metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
         index.recordAccess(digest.value);
-        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? sendCached(digest, record.size) : undefined };
+        return { digest: digest.value, size: record.size, source: 'cache', result: 'hit', upstream: link.upstream, send: method === 'GET' ? sendCached(digest, record.size, refiller(route, link, digest, requester)) : undefined };
       }
       // Not cached, or cached from another upstream only: this upstream has to deliver the bytes itself.
       if (isOffline) throw offlineMiss(metrics, 'BLOB_UNKNOWN', `blob ${digest.value}`, link.upstream);

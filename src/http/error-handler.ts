@@ -15,6 +15,8 @@ export function toOciError(err: unknown): OciError {
     const retry = err.retryAfterSeconds !== undefined ? { 'retry-after': String(err.retryAfterSeconds) } : undefined;
     switch (err.kind) {
       case 'auth':
+        // 403: the upstream knows who asked and says no; new credentials will not help, a 401 would ask for them.
+        if (err.status === 403) return new OciError('DENIED', err.message, { cause: err });
         return new OciError('UNAUTHORIZED', err.message, { cause: err });
       case 'denied':
         return new OciError('DENIED', err.message, { cause: err });

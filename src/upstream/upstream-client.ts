@@ -70,7 +70,10 @@ export interface Upstream {
    */
   getReferrersPage(repository: string, digest: string, options: RequestOptions & { next?: string | undefined; maxBytes: number }): Promise<ReferrersPage>;
   health(): UpstreamHealth;
+  /** Closes the connection pool once in-flight requests and bodies are done (which may be never). */
   close(): Promise<void>;
+  /** Closes the pool now: in-flight requests and bodies fail (shutdown after its grace period). */
+  destroy(): Promise<void>;
 }
 
 export interface UpstreamOptions {
@@ -403,6 +406,9 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     health: () => ({ ...health, breaker: breaker.state }),
     async close() {
       await agent.close();
+    },
+    async destroy() {
+      await agent.destroy();
     },
   };
 }

@@ -138,7 +138,10 @@ describe('blob fill', () => {
   it('aborts every client when the upstream drops mid-body, then fills afresh', async () => {
     upstream.setFault(blob.digest, { type: 'drop', afterBytes: 1024 * 1024 });
     const results = await Promise.allSettled([getBytes(blobUrl), getBytes(blobUrl)]);
-    for (const result of results) assert.equal(result.status, 'rejected');
+    for (const result of results) {
+      // A client that had no byte yet when the fill failed (a busy machine) still gets an OCI error: a 503.
+      if (result.status === 'fulfilled') assert.equal(result.value.status, 503, 'never a complete response');
+    }
     // A client arriving after the first fill failed starts its own (which drops too): wait for both.
     await waitFor(async () => (await metricValue(cache.url, 'pullthrough_fills_in_flight')) === 0 && (await readdir(path.join(cache.storageRoot, 'tmp'))).length === 0, 'the fills to end and leave tmp/ empty');
     assert.equal(existsSync(blobPath(cache.storageRoot, blob.digest)), false);
@@ -202,18 +205,18 @@ describe('blob fill', () => {
     assert.equal(upstreamGets(), 1);
   });
 
-  it('answers an OCI error when a cached file vanished, and fetches it again on the next request', async () => {
+  it('serves a blob whose file vanished between lookup and open (eviction, gc) by filling it again', async () => {
     await getBytes(blobUrl);
     // Indexed only once the fill has ended (after the client's last byte).
     await waitFor(async () => (await metricValue(cache.url, 'pullthrough_fills_in_flight')) === 0, 'the fill to commit');
     await rm(blobPath(cache.storageRoot, blob.digest));
-    const broken = await getBytes(blobUrl);
-    assert.equal(broken.status, 500);
-    assert.ok(JSON.parse(broken.body.toString()).errors[0].code, 'an OCI error body, not a cut connection');
     const healed = await getBytes(blobUrl);
     assert.equal(healed.status, 200);
     assert.ok(healed.body.equals(blob.bytes));
     assert.equal(upstreamGets(), 2);
+    await waitFor(() => existsSync(blobPath(cache.storageRoot, blob.digest)), 'the new commit');
+    assert.ok((await getBytes(blobUrl)).body.equals(blob.bytes));
+    assert.equal(upstreamGets(), 2, 'cached again');
   });
   it('cuts the connection when a cached file is shorter than its indexed size, never a short 200', async () => {
     await getBytes(blobUrl);

@@ -34,6 +34,11 @@ describe('toOciError', () => {
     assert.equal(mapped.status, 401);
     assert.equal(mapped.code, 'UNAUTHORIZED');
   });
+  it('passes an upstream 403 on as DENIED, not as a request for credentials', () => {
+    const mapped = toOciError(new UpstreamError('auth', 'ghcr.io', 'refused access (403)', { status: 403 }));
+    assert.equal(mapped.code, 'DENIED');
+    assert.equal(mapped.status, 403);
+  });
   it('hides anything else behind 500 UNKNOWN', () => {
     const mapped = toOciError(new Error('secret internals'));
     assert.equal(mapped.code, 'UNKNOWN');
