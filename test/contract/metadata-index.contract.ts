@@ -51,10 +51,18 @@ export function describeMetadataIndex(name: string, make: (clock: { now: number 
       const clock = { now: 1 };
       const index = await make(clock);
       index.putContent({ digest: d('c'), size: 1, mediaType: null, kind: 'blob' });
+      const lastAccess = () => index.evictionInputs().nodes.find((n) => n.digest === d('c'))?.lastAccessAt;
+      assert.equal(lastAccess(), 1);
       clock.now = 50;
       index.recordAccess(d('c'));
       index.recordAccess(d('f'));
       index.flushAccess();
+      assert.equal(lastAccess(), 50, 'the batched access landed');
+      clock.now = 60;
+      index.recordAccess(d('c'));
+      clock.now = 70;
+      index.flushAccess();
+      assert.equal(lastAccess(), 60, 'an access is dated when it happened, not when it was flushed');
       assert.deepEqual(index.allDigests(), [d('c')]);
       index.close();
     });
