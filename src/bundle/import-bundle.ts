@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { parseDigest } from '../oci/digest.js';
+import { parseDigest, type Digest } from '../oci/digest.js';
 import { formatImageReference, parseImageReference, type ImageReference } from '../oci/image-reference.js';
 import { declaredMediaType, manifestReferences, type Descriptor } from '../oci/manifest.js';
 import { isIndexMediaType } from '../oci/media-types.js';
@@ -66,7 +66,10 @@ export async function importBundle(
   const byName = new Map<string, StagedFile>();
   const staged = new Map<string, StagedFile>();
   const metadata = new Map<string, Buffer>();
-  const discardAll = () => Promise.all([...byName.values()].map((f) => deps.store.discard(f.tempPath)));
+  // In a directory of its own: a long import outlives the age at which gc takes a temp file for dead.
+  const stagingDir = await deps.store.createStagingDir();
+  // Every staged file goes at the end but the ones committed (adopted into blobs/ by rename).
+  const discardAll = () => rm(stagingDir, { recursive: true, force: true });
   try {
     for await (const entry of readTar(input)) {
       if (entry.type !== 'file') continue;
@@ -76,7 +79,7 @@ export async function importBundle(
       }
       const blobPath = BLOB_PATH.exec(entry.name);
       const expected = blobPath ? parseDigest(`${blobPath[1]}:${blobPath[2]}`) : undefined;
-      const writer = await BlobWriter.create(deps.store, expected ?? { algorithm: 'sha256' });
+      const writer = await BlobWriter.create(deps.store, expected ?? { algorithm: 'sha256' }, undefined, stagingDir);
       try {
         await pipeline(Readable.from(entry.body), writer);
         const file = expected
@@ -126,12 +129,18 @@ export async function importBundle(
     await commitReferrersAnswers(referrers.answers, deps, options);
     return { ...result, images: result.images.slice(0, images.length) };
   } catch (err) {
-    await discardAll();
     if (err instanceof SyntaxError) throw new ImportError(`the bundle's index is not valid JSON: ${err.message}`);
     throw err;
+  } finally {
+    await discardAll();
   }
 }
 
+/**
+ * Places every file, then writes every row in one transaction. A failure on the way removes the
+ * files this import placed and leaves no row: the cache is as it was. A staged file whose
+ * content is already cached is left for the caller to discard.
+ */
 async function commit(
   images: readonly ImportedImage[],
   staged: ReadonlyMap<string, StagedFile>,
@@ -140,34 +149,42 @@ async function commit(
 ): Promise<{ images: string[]; files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
-  const committed = new Set<string>();
+  const seen = new Set<string>();
+  const placed: Digest[] = [];
   const place = async (digest: string, bytesIfMade?: Buffer) => {
-    if (committed.has(digest)) return;
-    committed.add(digest);
+    if (seen.has(digest)) return;
+    seen.add(digest);
     const parsed = parseDigest(digest);
     const file = staged.get(digest);
-    const onDisk = (await deps.store.size(parsed)) !== undefined;
-    if (file && !onDisk) await deps.store.adopt(file.tempPath, parsed);
-    else if (!file && bytesIfMade && !onDisk) await deps.store.writeAll(parsed, bytesIfMade);
     files += 1;
     bytes += file?.size ?? bytesIfMade?.length ?? 0;
+    if ((await deps.store.size(parsed)) !== undefined) return;
+    if (file) await deps.store.adopt(file.tempPath, parsed);
+    else if (bytesIfMade) await deps.store.writeAll(parsed, bytesIfMade);
+    else return;
+    placed.push(parsed);
   };
-  for (const image of images) {
-    const link = { upstream: image.reference.registry, repository: image.reference.repository };
-    for (const blob of image.blobs) {
-      await place(blob.digest);
-      deps.index.putContent({ digest: blob.digest, size: blob.size, mediaType: blob.mediaType || null, kind: 'blob' }, link);
+  try {
+    for (const image of images) {
+      for (const blob of image.blobs) await place(blob.digest);
+      for (const manifest of image.manifests) await place(manifest.digest, manifest.bytes);
     }
-    for (const manifest of image.manifests) {
-      await place(manifest.digest, manifest.bytes);
-      deps.index.putContent({ digest: manifest.digest, size: manifest.bytes.length, mediaType: manifest.mediaType, kind: 'manifest' }, link, manifest.children);
-    }
-    if (image.reference.tag) deps.index.putTag(link, image.reference.tag, { digest: image.root.digest, mediaType: image.root.mediaType, checkedAt: deps.now() });
-    // The operator who imports a bundle vouches for it: its images are for every client of this instance.
-    deps.index.markPublic(link);
-    if (options.pin) deps.index.pin(link, image.reference.tag ?? image.root.digest);
+    deps.index.transaction(() => {
+      for (const image of images) {
+        const link = { upstream: image.reference.registry, repository: image.reference.repository };
+        for (const blob of image.blobs) deps.index.putContent({ digest: blob.digest, size: blob.size, mediaType: blob.mediaType || null, kind: 'blob' }, link);
+        for (const manifest of image.manifests) deps.index.putContent({ digest: manifest.digest, size: manifest.bytes.length, mediaType: manifest.mediaType, kind: 'manifest' }, link, manifest.children);
+        if (image.reference.tag) deps.index.putTag(link, image.reference.tag, { digest: image.root.digest, mediaType: image.root.mediaType, checkedAt: deps.now() });
+        // The operator who imports a bundle vouches for it: its images are for every client of this instance.
+        deps.index.markPublic(link);
+        if (options.pin) deps.index.pin(link, image.reference.tag ?? image.root.digest);
+      }
+    });
+  } catch (err) {
+    // Only files this import put there: content that was cached before stays.
+    await Promise.all(placed.map((digest) => deps.store.remove(digest).catch(() => undefined)));
+    throw err;
   }
-  await Promise.all([...staged.values()].filter((f) => !committed.has(f.digest)).map((f) => deps.store.discard(f.tempPath)));
   return { images: images.map((i) => formatImageReference(i.reference)), files, bytes };
 }
 

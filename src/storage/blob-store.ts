@@ -45,8 +45,16 @@ export interface BlobStore {
   /** Shared by every sender of this store, fills' readers included. */
   readonly readBudget: ReadBudget;
   readAll(digest: Digest): Promise<Buffer>;
-  /** Opens a new temp file for writing; the caller closes it and either commits or discards it. */
-  createTempFile(): Promise<TempFile>;
+  /**
+   * Opens a new temp file for writing; the caller closes it and either commits or discards it.
+   * In `dir` (from {@link createStagingDir}) it is out of garbage collection's reach.
+   */
+  createTempFile(dir?: string): Promise<TempFile>;
+  /**
+   * A fresh directory under tmp/ for files staged longer than a fill may run (an import): garbage
+   * collection removes dead temp files, never directories; a server start purges tmp/ whole.
+   */
+  createStagingDir(): Promise<string>;
   /** fsyncs the temp file and renames it to the digest's place (the commit point); the caller still closes the handle. */
   commit(temp: TempFile, digest: Digest): Promise<void>;
   /** Renames an already verified and synced temp file into the digest's place. */
@@ -112,9 +120,15 @@ export function createBlobStore(options: { root: string }): BlobStore {
     readAll(digest) {
       return readFile(pathFor(digest));
     },
-    async createTempFile() {
-      const tempPath = path.join(tmpDir, randomUUID());
+    async createTempFile(dir = tmpDir) {
+      if (path.dirname(path.resolve(dir)) !== tmpDir && path.resolve(dir) !== tmpDir) throw new Error(`${dir} is not a staging directory of ${tmpDir}`);
+      const tempPath = path.join(dir, randomUUID());
       return { path: tempPath, handle: await open(tempPath, 'w+', 0o644) };
+    },
+    async createStagingDir() {
+      const dir = path.join(tmpDir, `staging-${randomUUID()}`);
+      await mkdir(dir, { recursive: true });
+      return dir;
     },
     async commit(temp, digest) {
       await temp.handle.sync();

@@ -30,9 +30,12 @@ export class BlobWriter extends Writable {
     this.#onProgress = onProgress;
   }
 
-  /** Opens a temp file for content expected to hash to `digest`; `onProgress` runs after each write lands. */
-  static async create(store: BlobStore, digest: Pick<Digest, 'algorithm'>, onProgress: () => void = () => undefined): Promise<BlobWriter> {
-    return new BlobWriter(store, await store.createTempFile(), digest, onProgress);
+  /**
+   * Opens a temp file (in `dir`, a staging directory, when given) for content expected to hash to
+   * `digest`; `onProgress` runs after each write lands.
+   */
+  static async create(store: BlobStore, digest: Pick<Digest, 'algorithm'>, onProgress: () => void = () => undefined, dir?: string): Promise<BlobWriter> {
+    return new BlobWriter(store, await store.createTempFile(dir), digest, onProgress);
   }
 
   /** Bytes on disk so far: a reader may read below this offset. */

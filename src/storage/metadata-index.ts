@@ -62,6 +62,8 @@ export interface MetadataIndex {
   deleteContent(digests: readonly string[]): void;
   /** Throws when the database cannot answer a query. */
   ping(): void;
+  /** Runs `work` (synchronous calls of this index) in one transaction: all of its writes land, or none. */
+  transaction<T>(work: () => T): T;
   close(): void;
 }
 
@@ -230,6 +232,10 @@ class SqliteMetadataIndex implements MetadataIndex {
   getContent(digest: string): ContentRecord | undefined {
     const row = this.#getContent.get(digest);
     return row && { digest: row.digest, size: row.size, mediaType: row.media_type, kind: row.kind };
+  }
+
+  transaction<T>(work: () => T): T {
+    return this.#db.transaction(work)();
   }
 
   putContent(record: ContentRecord, link?: RepositoryRecord, references: readonly string[] = []): void {
