@@ -20,11 +20,12 @@ import { createHttpApp } from './http/create-http-app.js';
 import { BUCKET_BYTES, createTokenRateLimiter } from './http/token-rate-limit.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { createBlobStore } from './storage/blob-store.js';
+import { createBlobStore, type BlobStore } from './storage/blob-store.js';
 import { createManifestCache } from './storage/manifest-cache.js';
 import { createMemoryLru } from './storage/memory-lru.js';
 import { createMetadataIndex } from './storage/metadata-index.js';
 import { reconcileStorage } from './storage/reconcile.js';
+import { acquireStorageLock, type StorageLock } from './storage/storage-lock.js';
 import { createNetworkPolicy, isAllowedHost } from './upstream/network-policy.js';
 import { createUpstream } from './upstream/upstream-client.js';
 import { createUpstreamRouter } from './upstream/upstream-router.js';
@@ -110,12 +111,29 @@ function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
  * them. Nothing listens until {@link App.listen}.
  */
 export async function createApp(config: Config, deps: AppDeps): Promise<App> {
+  const store = createBlobStore({ root: config.storage.root });
+  await store.init({ purgeTemp: false });
+  const lock = await acquireStorageLock(store.root);
+  try {
+    return await assemble(config, deps, store, lock);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: StorageLock): Promise<App> {
   const now = deps.now ?? Date.now;
   const { logger } = deps;
-  const store = createBlobStore({ root: config.storage.root });
-  await store.init();
+  if (lock.isOwner) {
+    // A fill that was running when the owner died can never be finished: start clean.
+    await store.init({ purgeTemp: true });
+  } else {
+    // preload's or export's in-process server beside a live one: its fills are in tmp/ and its timer collects garbage.
+    logger.warn({ owner: lock.owner.pid, storage: store.root }, 'another pullthrough serves this storage: leaving tmp/, reconciliation and garbage collection to it');
+  }
   const index = createMetadataIndex({ path: path.join(store.root, 'index.db') }, { now });
-  await reconcileStorage(store, index, logger);
+  if (lock.isOwner) await reconcileStorage(store, index, logger);
   const metrics = createMetrics({ withDefaultMetrics: deps.withDefaultMetrics ?? true, storageStats: () => index.stats() });
 
   const listed = config.upstreams.filter((u) => u.host !== '*');
@@ -214,7 +232,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
   }, ACCESS_FLUSH_MS);
   flushTimer.unref();
   const gcTimer =
-    config.storage.gcInterval > 0
+    config.storage.gcInterval > 0 && lock.isOwner
       ? setInterval(() => {
           keeper.collectGarbage(GC_GRACE_MS).catch((err: unknown) => logger.error({ err: (err as Error).message }, 'garbage collection failed'));
         }, config.storage.gcInterval)
@@ -232,6 +250,9 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
         server.listen(port, host, () => {
           server.off('error', reject);
           const address = server.address() as AddressInfo;
+          const reachable = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+          const url = `${config.tls ? 'https' : 'http'}://${reachable.includes(':') ? `[${reachable}]` : reachable}:${address.port}`;
+          lock.setUrl(url).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not record the listen address in the storage lock'));
           logger.info({ address: `${address.address}:${address.port}`, upstreams: config.upstreams.map((u) => `${u.host}=${u.url}`), storage: store.root }, 'pullthrough listening');
           resolve(address);
         });
@@ -251,6 +272,7 @@ export async function createApp(config: Config, deps: AppDeps): Promise<App> {
       await Promise.all([...upstreams, ...router.dynamicUpstreams()].map((u) => u.destroy().catch(() => undefined)));
       await Promise.race([drained, new Promise<void>((resolve) => setTimeout(resolve, 1_000).unref())]);
       index.close();
+      await lock.release();
     },
   };
 }

@@ -10,6 +10,7 @@ import { formatImageReference, parseImageReference } from '../oci/image-referenc
 import { createBlobStore } from '../storage/blob-store.js';
 import { createManifestCache } from '../storage/manifest-cache.js';
 import { createMetadataIndex } from '../storage/metadata-index.js';
+import { readStorageOwner } from '../storage/storage-lock.js';
 import { UsageError } from './preload.js';
 import { formatBytes } from '../config/units.js';
 import type { CommandIo } from './progress.js';
@@ -91,6 +92,12 @@ export async function runStorageCommand(command: string, argv: readonly string[]
         return 0;
       }
       case 'gc': {
+        // The owner's fills are in tmp/ and its own timer collects: two collectors would race.
+        const owner = await readStorageOwner(path.resolve(config.storage.root));
+        if (owner) {
+          io.err.write(`a pullthrough (pid ${owner.pid}${owner.url ? `, ${owner.url}` : ''}) serves this storage and collects its garbage: use its admin API (POST /_pullthrough/admin/gc) or stop it first\n`);
+          return 1;
+        }
         const result = await admin.gc(GC_GRACE_MS);
         io.out.write(`removed ${result.blobs} unreferenced blobs, ${result.files} stray files, ${result.temp} dead temp files\n`);
         return 0;

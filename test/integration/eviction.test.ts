@@ -60,6 +60,8 @@ describe('eviction under storage.maxBytes', () => {
     assert.equal(await metricValue(cache.url, 'pullthrough_evictions_total'), 0, 'under the high mark so far');
     await pull('d');
     await waitUntil(async () => (await metricValue(cache.url, 'pullthrough_evictions_total')) > 0, 'an eviction');
+    // D's layer made room before it was written (its claim evicted A): wait for it to land too.
+    await waitUntil(async () => (await metricValue(cache.url, 'pullthrough_fills_in_flight')) === 0, "D's last fill to commit");
 
     assert.equal(onDisk(images.a.layers[1]!.digest), false, "A's own layer is gone");
     assert.equal(onDisk(images.a.digest), false, "A's manifest went with it");
