@@ -4,6 +4,7 @@ import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import { basicAuthorization, type Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { OciError } from '../oci/errors.js';
 import { declaredMediaType } from '../oci/manifest.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { createGuardedConnector, createNetworkPolicy, deniedMessage } from './network-policy.js';
@@ -49,15 +50,11 @@ export interface RequestOptions {
 export interface Upstream {
   /** The host clients name (`docker.io`). */
   readonly host: string;
+  /** `onChunk` gets each chunk's length before it is kept; an OciError it throws stops the read and is rethrown. */
   getManifest(
     repository: string,
     reference: string,
-    options: RequestOptions & {
-      accept: readonly string[];
-      maxBytes: number;
-      /** Called with each chunk's length before it is kept; what it throws stops the read and is rethrown as is. */
-      onChunk?: (bytes: number) => void;
-    },
+    options: RequestOptions & { accept: readonly string[]; maxBytes: number; onChunk?: (bytes: number) => void },
   ): Promise<ManifestResponse & { bytes: Buffer }>;
   headManifest(repository: string, reference: string, options: RequestOptions & { accept: readonly string[] }): Promise<ManifestResponse>;
   getBlob(repository: string, digest: string, options?: RequestOptions): Promise<BlobResponse>;
@@ -70,7 +67,6 @@ export interface Upstream {
    */
   getReferrersPage(repository: string, digest: string, options: RequestOptions & { next?: string | undefined; maxBytes: number }): Promise<ReferrersPage>;
   health(): UpstreamHealth;
-  /** Closes the connection pool once in-flight requests and bodies are done (which may be never). */
   close(): Promise<void>;
   /** Closes the pool now: in-flight requests and bodies fail (shutdown after its grace period). */
   destroy(): Promise<void>;
@@ -349,7 +345,6 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       }
       const chunks: Buffer[] = [];
       let length = 0;
-      let refusal: unknown;
       try {
         for await (const chunk of response.body) {
           length += (chunk as Buffer).length;
@@ -357,16 +352,11 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
             // Leaving the loop destroys the body.
             throw new UpstreamError('invalid', host, `${what} is over the ${maxBytes}-byte limit`);
           }
-          try {
-            options.onChunk?.((chunk as Buffer).length);
-          } catch (err) {
-            refusal = err;
-            throw err;
-          }
+          options.onChunk?.((chunk as Buffer).length);
           chunks.push(chunk as Buffer);
         }
       } catch (err) {
-        if (refusal !== undefined && err === refusal) throw err;
+        if (err instanceof OciError) throw err;
         return translate(err);
       }
       const bytes = Buffer.concat(chunks, length);
@@ -407,8 +397,6 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     async close() {
       await agent.close();
     },
-    async destroy() {
-      await agent.destroy();
-    },
+    destroy: () => agent.destroy(),
   };
 }
