@@ -141,12 +141,13 @@ export function createStorageKeeper(options: StorageKeeperOptions, deps: { index
           return held;
         },
         async grow(bytes) {
-          if (!isBounded || bytes <= 0) return;
-          await take(bytes);
+          if (bytes <= 0) return;
+          // Unbounded: nothing to check, but the claim still grows, so a body is not asked about per chunk.
+          if (isBounded) await take(bytes);
           held += bytes;
         },
         release() {
-          claimed -= held;
+          if (isBounded) claimed -= held;
           held = 0;
         },
       };
