@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
 import { skopeoCopy } from '../helpers/clients.js';
@@ -30,6 +33,19 @@ describe('TLS', { timeout: 300_000 }, () => {
     assert.ok(pulled.files.get('manifest.json')?.equals(image.bytes));
     for (const blob of blobsOf(image)) assert.ok(pulled.files.get(blob.digest.slice(7))?.equals(blob.bytes));
     await pulled.cleanup();
+  });
+
+  it('lets preload pull through the live HTTPS server that owns the storage, not an in-process one beside it', async () => {
+    const config = path.join(certs.dir, 'preload.yaml');
+    // A listen address nothing answers at: the storage lock names where the server really is.
+    await writeFile(config, `listen: 127.0.0.1:9\nlogLevel: warn\ntls: { cert: ${certs.serverCert}, key: ${certs.serverKey} }\nstorage: { root: ${cache.storageRoot} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true }\n`);
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/main.ts', 'preload', '--config', config, '--no-pin', 'library/app:1.0'], {
+      // The CA a private mirror's clients are given; the probe verifies the certificate like any client.
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: certs.caCert },
+      timeout: 120_000,
+    });
+    assert.match(stderr, new RegExp(`pulling through ${cache.url.replace(/[.]/g, '\\.')}`));
+    assert.match(stdout, /preloaded 1 of 1 images/);
   });
 
   it('is refused by a client that does not trust the CA', async () => {
