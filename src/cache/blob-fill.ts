@@ -89,7 +89,8 @@ function asClientError(err: unknown, host: string, what: string): Error {
   if (err instanceof DigestMismatchError) return new UpstreamError('invalid', host, `upstream ${host} sent ${what} with the wrong content: ${message}`, { cause: err });
   const code = (err as NodeJS.ErrnoException).code ?? '';
   if (LOCAL_DISK_ERRORS.has(code)) return new OciError('UNAVAILABLE', `the cache could not store ${what} (${code})`, { cause: err });
-  if (BODY_TIMEOUT_CODES.has(code) || (err as Error).name === 'TimeoutError') return new UpstreamError('timeout', host, `upstream ${host} stalled sending ${what} (${code || 'fill timeout'})`, { cause: err });
+  // The fill's only abort signal is its fillTimeout.
+  if (BODY_TIMEOUT_CODES.has(code) || ['TimeoutError', 'AbortError'].includes((err as Error).name)) return new UpstreamError('timeout', host, `upstream ${host} stalled sending ${what} (${code || 'fill timeout'})`, { cause: err });
   return new UpstreamError('unreachable', host, `upstream ${host} broke off sending ${what}: ${code || message}`, { cause: err });
 }
 
