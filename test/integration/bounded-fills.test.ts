@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterEach, before, after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
-import { makeImage, makeRawBlob, OCI, sha256, type Blob } from '../helpers/images.js';
+import { blobsOf, makeImage, makeRawBlob, OCI, sha256, type Blob } from '../helpers/images.js';
 import { waitUntil } from '../helpers/processes.js';
 import { metricValue, startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
 
@@ -139,6 +139,23 @@ describe('fills within storage.maxBytes and cache.maxConcurrentFills', () => {
     await waitUntil(async () => (await metricValue(url, 'pullthrough_fills_in_flight')) === 0, 'the fills to end');
     upstream.setFault(blobs[2]!.digest, undefined);
     assert.equal((await fetch(`${url}/v2/${REPO}/blobs/${blobs[2]!.digest}`)).status, 200, 'room again once they ended');
+  });
+
+  it('keeps half of cache.maxConcurrentFills for clients: prefetch starts no fill past it', async () => {
+    const image = makeImage({ layerSizes: [1000, 1000, 1000, 1000] });
+    upstream.addImage('library/busy', 'v1', image);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    for (const blob of blobsOf(image)) upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 10, release: gate });
+    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: upstream.url, default: true }], cache: { prefetchBlobs: 3, maxConcurrentFills: 2 } });
+    assert.equal((await fetch(`${cache.url}/v2/library/busy/manifests/v1`, { headers: { accept: OCI.manifest } })).status, 200);
+    await waitUntil(async () => (await metricValue(cache!.url, 'pullthrough_prefetched_blobs_total', { result: 'skipped' })) > 0, 'prefetch to yield');
+    assert.equal(await metricValue(cache.url, 'pullthrough_fills_in_flight'), 1, 'one prefetch, one slot left for a client');
+    const layer = image.layers[3]!;
+    const client = fetch(`${cache.url}/v2/library/busy/blobs/${layer.digest}`);
+    release();
+    assert.equal((await client).status, 200, 'a client still gets a fill');
+    await waitUntil(async () => (await metricValue(cache!.url, 'pullthrough_fills_in_flight')) === 0, 'the fills to end');
   });
 
   it('prefetches no manifest of more than 128 blobs: 10,000 layers and one anonymous GET make no blob GETs', async () => {
