@@ -394,9 +394,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       return referrersPage(response, { base, current: new URL(path, base), maxBytes: options.maxBytes, what, host }).catch(translate);
     },
     health: () => ({ ...health, breaker: breaker.state }),
-    async close() {
-      await agent.close();
-    },
+    close: () => agent.close(),
     destroy: () => agent.destroy(),
   };
 }
