@@ -182,7 +182,8 @@ export function createPullThroughRegistry(options: PullThroughOptions, deps: Pul
     if (joined.isStarter) {
       access.recordSuccess(link, credentials);
       // An anonymous download that committed is a proof as new as its link: it covers the blob even once stale.
-      if (credentials === undefined) void joined.done.then(() => index.isLinked(link, digest.value) && access.recordSuccess(link, undefined));
+      // (A fill may end after shutdown closed the index: then there is nothing to record.)
+      if (credentials === undefined) joined.done.then(() => index.isLinked(link, digest.value) && access.recordSuccess(link, undefined)).catch(() => undefined);
     }
     const lookup = joined.isStarter ? 'miss' : 'joined';
     metrics.cacheLookups.inc({ kind: 'blob', result: lookup });

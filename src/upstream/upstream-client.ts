@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { basicAuthorization, type Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -9,6 +9,7 @@ import { declaredMediaType } from '../oci/manifest.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { createGuardedConnector, createNetworkPolicy, deniedMessage } from './network-policy.js';
 import { referrersPage, tagsPage, type ListPage, type ReferrersPage } from './upstream-lists.js';
+import { resumableBody } from './resumable-body.js';
 import { parseChallenges, TokenCache, tokenFromResponse } from './token-auth.js';
 import { UpstreamError } from './upstream-error.js';
 
@@ -94,7 +95,6 @@ type Kind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
 const MAX_REDIRECTS = 5;
 /** A blob body cut by the network is resumed with `Range` this many times (the fill still verifies the whole digest). */
 const RESUME_ATTEMPTS = 3;
-const RESUMABLE_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_BODY_TIMEOUT']);
 /** A credential the upstream just refused is not sent again for this long: repeats are answered here, not relayed (lockouts). */
 const REFUSED_CREDENTIALS_MS = 5_000;
 const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
@@ -190,29 +190,8 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       throw new UpstreamError('unreachable', host, `upstream ${host} is failing: not contacted for another ${Math.ceil(breaker.retryInMs / 1000)} s (circuit breaker open)`);
     }
     const started = performance.now();
-    let hasAnswered = false;
-    // A blob body cut late (a reset 1.9 GiB into a 2 GiB layer) resumes where it broke, through undici's
-    // retry interceptor (Range, If-Match on a strong ETag, Content-Range checked). Failures before the
-    // answer are not retried: the client should hear at once, and the breaker count them.
-    const dispatcher =
-      kind === 'blob' && method === 'GET'
-        ? agent.compose(
-            interceptors.retry({
-              methods: ['GET'],
-              statusCodes: [],
-              retry(err, { state }, callback) {
-                const code = (err as { code?: string }).code ?? '';
-                if (!hasAnswered || !RESUMABLE_CODES.has(code) || state.counter > RESUME_ATTEMPTS) return callback(err);
-                deps.logger.warn({ upstream: host, code, attempt: state.counter }, 'blob download cut: resuming with Range');
-                deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'resumed' });
-                setTimeout(() => callback(null), 250 * 2 ** (state.counter - 1)).unref();
-              },
-            }),
-          )
-        : agent;
     try {
-      const response = await request(url, { dispatcher, method: method as Dispatcher.HttpMethod, headers: { ...headers, 'user-agent': options.userAgent }, signal });
-      hasAnswered = true;
+      const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers: { ...headers, 'user-agent': options.userAgent }, signal });
       deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: String(response.statusCode) });
       observe(response);
       return response;
@@ -369,9 +348,28 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       return manifestMeta(response);
     },
     async getBlob(repository, digest, options = {}) {
-      const response = await send('blob', 'GET', `/v2/${repository}/blobs/${digest}`, repository, {}, options);
+      const path = `/v2/${repository}/blobs/${digest}`;
+      const response = await send('blob', 'GET', path, repository, {}, options);
       if (response.statusCode !== 200) return failure(response, `blob ${digest} of ${repository}`);
-      return { size: contentLength(response.headers), body: response.body };
+      // Only a strong ETag says "the same bytes" (RFC 9110 §8.8.3): the rest is asked for the same object or not at all.
+      const etag = header(response.headers, 'etag');
+      const ifMatch = etag && !etag.startsWith('W/') ? { 'if-match': etag } : {};
+      const body = resumableBody(response.body, {
+        attempts: RESUME_ATTEMPTS,
+        async reopen(offset) {
+          const rest = await send('blob', 'GET', path, repository, { range: `bytes=${offset}-`, ...ifMatch }, options);
+          if (rest.statusCode !== 206 || !header(rest.headers, 'content-range')?.startsWith(`bytes ${offset}-`)) {
+            await rest.body.dump().catch(() => undefined);
+            throw new UpstreamError('invalid', host, `upstream ${host} cannot resume blob ${digest} (${rest.statusCode})`);
+          }
+          return rest.body;
+        },
+        onResume(code, offset, attempt) {
+          deps.logger.warn({ upstream: host, digest, code, offset, attempt }, 'blob download cut: resuming with Range');
+          deps.metrics.upstreamRequests.inc({ upstream: label, kind: 'blob', status: 'resumed' });
+        },
+      });
+      return { size: contentLength(response.headers), body };
     },
     async headBlob(repository, digest, options = {}) {
       const response = await send('blob', 'HEAD', `/v2/${repository}/blobs/${digest}`, repository, {}, options);
