@@ -34,5 +34,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 # A 4 MiB young generation: a third less peak memory than the default under load, and no slower.
 # (--heap-growing-percent=50 cut manifest-storm peaks to ~100 MiB, but made V8 run full GCs during
 # fills and cold pulls 15-20 % slower: README "Benchmarks".)
+# Exec form, node as PID 1: `docker stop`'s SIGTERM reaches the server's own handler (no shell between).
 ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/main.js"]
 CMD ["serve"]
