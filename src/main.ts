@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createApp } from './app.js';
-import { ConfigError, loadConfig } from './config/load-config.js';
+import { ConfigError, formatConfig, loadConfig } from './config/load-config.js';
 import { ImportError } from './bundle/import-error.js';
 import { runExport, runImport } from './cli/bundle-commands.js';
 import { runPreload, UsageError } from './cli/preload.js';
@@ -64,8 +64,7 @@ function takeConfig(args: readonly string[]): { configPath: string | undefined; 
 async function serve(config: Config, args: readonly string[], configPath: string): Promise<number> {
   const { values } = parseArgs({ args: [...args], options: { 'check-config': { type: 'boolean' } } });
   if (values['check-config']) {
-    const redacted = JSON.stringify(config, (key, value: unknown) => (key === 'password' || key === 'token' ? '[redacted]' : value), 2);
-    process.stdout.write(`${configPath}: ok\n${redacted}\n`);
+    process.stdout.write(`# ${configPath}: ok\n${formatConfig(config)}`);
     return 0;
   }
   const logger = createLogger(config.logLevel);

@@ -18,8 +18,27 @@ function unit<T>(parse: (input: string | number) => T) {
   });
 }
 
-const duration = unit(parseDurationMs);
-const size = unit(parseSizeBytes);
+/** A duration key (`5m`), held in milliseconds; `formatConfig` prints it back the way it is written. */
+export const duration = unit(parseDurationMs);
+/** A size key (`4MiB`), held in bytes; `formatConfig` prints it back the way it is written. */
+export const size = unit(parseSizeBytes);
+
+/**
+ * A rule over several keys. zod skips an object's or array's refinements once anything inside
+ * it failed, so a second default upstream would be reported only after a typo elsewhere in the
+ * same list was fixed; these rules run anyway, so one pass reports every problem. The value is
+ * whatever parsed so far: a rule checks the shape of what it reads before trusting it.
+ */
+function crossCheck<T>(rule: (value: T, report: (path: PropertyKey[], message: string) => void) => void) {
+  return z.core._check<T>(
+    (payload) => {
+      rule(payload.value, (path, message) => payload.issues.push({ code: 'custom', path, message, input: payload.value }));
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const registryHost = z
   .string()
@@ -34,6 +53,8 @@ const CATCH_ALL_URL = /^https?:\/\/\{host\}$/;
 const upstreamUrl = z
   .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
   .refine((url) => {
+    // zod runs this even after z.url() failed: an unparseable URL is that check's problem, not a crash here.
+    if (!URL.canParse(url)) return true;
     const parsed = new URL(url);
     return parsed.pathname === '/' && !parsed.search && !parsed.hash && !parsed.username;
   }, 'expected a bare origin such as https://registry-1.docker.io (no path, query or credentials)')
@@ -58,7 +79,11 @@ const tagTtlRule = z
       .optional(),
     ttl: duration,
   })
-  .refine((rule) => (rule.match === undefined) !== (rule.regex === undefined), 'give exactly one of match or regex');
+  .check(
+    crossCheck<{ match?: unknown; regex?: unknown }>((rule, report) => {
+      if ((rule.match === undefined) === (rule.regex === undefined)) report([], 'give exactly one of match or regex');
+    }),
+  );
 
 const credentialsSchema = z
   .strictObject({
@@ -74,9 +99,13 @@ const credentialsSchema = z
      */
     shared: z.boolean().default(false),
   })
-  .refine((c) => c.dockerConfig !== undefined || c.username !== undefined, 'give username (with password or passwordFile) or dockerConfig')
-  .refine((c) => !(c.password !== undefined && c.passwordFile !== undefined), 'give password or passwordFile, not both')
-  .refine((c) => !(c.dockerConfig !== undefined && c.username !== undefined), 'give dockerConfig or username, not both');
+  .check(
+    crossCheck<Record<string, unknown>>((c, report) => {
+      if (c['dockerConfig'] === undefined && c['username'] === undefined) report([], 'give username (with password or passwordFile) or dockerConfig');
+      if (c['password'] !== undefined && c['passwordFile'] !== undefined) report([], 'give password or passwordFile, not both');
+      if (c['dockerConfig'] !== undefined && c['username'] !== undefined) report([], 'give dockerConfig or username, not both');
+    }),
+  );
 
 const upstreamSchema = z.strictObject({
   /**
@@ -219,7 +248,13 @@ export const configSchema = z
         /** How often unreferenced blobs and stray files are collected; 0 = only by `pullthrough gc`. @default 1h */
         gcInterval: duration.default(3_600_000),
       })
-      .refine((s) => s.lowWatermark < s.highWatermark, { message: 'lowWatermark must be below highWatermark', path: ['lowWatermark'] })
+      .check(
+        crossCheck<{ lowWatermark?: unknown; highWatermark?: unknown }>((s, report) => {
+          if (typeof s.lowWatermark === 'number' && typeof s.highWatermark === 'number' && s.lowWatermark >= s.highWatermark) {
+            report(['lowWatermark'], 'lowWatermark must be below highWatermark');
+          }
+        }),
+      )
       .prefault({}),
     cache: z
       .strictObject({
@@ -278,47 +313,44 @@ export const configSchema = z
     upstreams: z
       .array(upstreamSchema)
       .min(1, 'configure at least one upstream')
-      .superRefine((upstreams, ctx) => {
-        upstreams.forEach((upstream, i) => {
-          const isCatchAll = upstream.host === '*';
-          if (!isCatchAll && (upstream.url === undefined || CATCH_ALL_URL.test(upstream.url))) {
-            ctx.addIssue({ code: 'custom', path: [i, 'url'], message: 'expected the URL where this registry answers, such as https://registry-1.docker.io' });
-          }
-          if (isCatchAll && upstream.url !== undefined && !CATCH_ALL_URL.test(upstream.url)) {
-            ctx.addIssue({ code: 'custom', path: [i, 'url'], message: 'a catch-all reaches each registry at its own host: https://{host} or http://{host}' });
-          }
-          if (isCatchAll && upstream.default) ctx.addIssue({ code: 'custom', path: [i, 'default'], message: 'the catch-all cannot be the default upstream' });
-          if (!isCatchAll && upstream.allowPrivate.length > 0) {
-            ctx.addIssue({ code: 'custom', path: [i, 'allowPrivate'], message: 'only the catch-all (host: "*") takes allowPrivate: a listed upstream is reached wherever its url points' });
-          }
-          if (isCatchAll && upstream.credentials) {
-            ctx.addIssue({ code: 'custom', path: [i, 'credentials'], message: 'a catch-all reaches many registries: give credentials to listed upstreams only' });
-          }
-        });
-        const seen = new Set<string>();
-        upstreams.forEach((upstream, i) => {
-          const host = upstream.host.toLowerCase();
-          if (seen.has(host)) {
-            ctx.addIssue({ code: 'custom', path: [i, 'host'], message: `host ${host} is configured twice` });
-          }
-          seen.add(host);
-        });
-        const defaults = upstreams.flatMap((u, i) => (u.default ? [i] : []));
-        for (const i of defaults.slice(1)) {
-          ctx.addIssue({ code: 'custom', path: [i, 'default'], message: 'only one upstream may be the default' });
-        }
-      })
+      .check(
+        crossCheck<unknown[]>((list, report) => {
+          if (!Array.isArray(list)) return;
+          const seen = new Set<string>();
+          let defaults = 0;
+          list.forEach((upstream, i) => {
+            if (!isRecord(upstream) || typeof upstream['host'] !== 'string') return;
+            const { host, url } = upstream;
+            const isCatchAll = host === '*';
+            const isTemplate = typeof url === 'string' && CATCH_ALL_URL.test(url);
+            if (!isCatchAll && (url === undefined || isTemplate)) report([i, 'url'], 'expected the URL where this registry answers, such as https://registry-1.docker.io');
+            if (isCatchAll && typeof url === 'string' && !isTemplate) report([i, 'url'], 'a catch-all reaches each registry at its own host: https://{host} or http://{host}');
+            if (isCatchAll && upstream['default'] === true) report([i, 'default'], 'the catch-all cannot be the default upstream');
+            if (!isCatchAll && Array.isArray(upstream['allowPrivate']) && upstream['allowPrivate'].length > 0) {
+              report([i, 'allowPrivate'], 'only the catch-all (host: "*") takes allowPrivate: a listed upstream is reached wherever its url points');
+            }
+            if (isCatchAll && upstream['credentials'] !== undefined) report([i, 'credentials'], 'a catch-all reaches many registries: give credentials to listed upstreams only');
+            if (seen.has(host.toLowerCase())) report([i, 'host'], `host ${host.toLowerCase()} is configured twice`);
+            seen.add(host.toLowerCase());
+            if (upstream['default'] === true && !isCatchAll && ++defaults > 1) report([i, 'default'], 'only one upstream may be the default');
+          });
+        }),
+      )
       // Listed upstreams are addressed by origin from here on.
       .transform((upstreams) => upstreams.map((u) => (u.host === '*' || u.url === undefined ? u : { ...u, url: new URL(u.url).origin }))),
   })
-  .superRefine((config, ctx) => {
-    const hasToken = config.admin.token !== undefined || config.admin.tokenFile !== undefined;
-    for (const key of ['metrics', 'status'] as const) {
-      if (config[key].requireToken && !hasToken) {
-        ctx.addIssue({ code: 'custom', path: [key, 'requireToken'], message: 'needs an admin token (admin.tokenFile or PULLTHROUGH_ADMIN_TOKEN)' });
+  .check(
+    crossCheck<Record<string, unknown>>((config, report) => {
+      const admin = isRecord(config['admin']) ? config['admin'] : {};
+      const hasToken = admin['token'] !== undefined || admin['tokenFile'] !== undefined;
+      for (const key of ['metrics', 'status'] as const) {
+        const section = config[key];
+        if (isRecord(section) && section['requireToken'] === true && !hasToken) {
+          report([key, 'requireToken'], 'needs an admin token (admin.tokenFile or PULLTHROUGH_ADMIN_TOKEN)');
+        }
       }
-    }
-  });
+    }),
+  );
 
 /** The validated, defaults-filled, frozen configuration. */
 export type Config = z.output<typeof configSchema>;

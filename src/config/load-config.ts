@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
-import { configSchema, type Config } from './config.js';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, duration, size, type Config } from './config.js';
+import { formatDurationMs, formatSizeBytes } from './units.js';
 
 /** Start-up stops on this: it lists every problem found, each with its key path. */
 export class ConfigError extends Error {
@@ -105,4 +107,36 @@ export function loadConfig(path: string, env: Readonly<Record<string, string | u
     throw new ConfigError(path, [`not valid YAML: ${(err as Error).message}`], { cause: err });
   }
   return parseConfig(document, env, path);
+}
+
+/** Keys whose values never leave the process, not even in `--check-config`. */
+const SECRET_KEYS = new Set(['password', 'token']);
+
+type SchemaDef = { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+
+/** Walks the schema beside the value, turning the milliseconds and bytes of duration and size keys back into units. */
+function present(schema: z.core.$ZodType | undefined, value: unknown, key?: string): unknown {
+  if (key !== undefined && SECRET_KEYS.has(key) && value !== undefined) return '[redacted]';
+  if (schema === undefined) return value;
+  // 0 needs no unit and stays a number (`maxBytes: 0`, not `maxBytes: "0"`).
+  if ((schema === duration || schema === size) && typeof value === 'number' && value !== 0) {
+    return schema === duration ? formatDurationMs(value) : formatSizeBytes(value);
+  }
+  const def = schema._zod.def as SchemaDef;
+  if (def.innerType) return present(def.innerType, value, key);
+  if (def.type === 'pipe') return present(def.in, value, key);
+  if (def.type === 'array' && Array.isArray(value)) return value.map((item) => present(def.element, item));
+  if (def.type === 'object' && typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, present(def.shape?.[k], v, k)]));
+  }
+  return value;
+}
+
+/**
+ * The effective config as YAML, for `--check-config`: defaults filled in, durations and sizes
+ * spelt the way a config file spells them (`1h`, `4MiB`), secrets redacted. Parses back to the
+ * same config.
+ */
+export function formatConfig(config: Config): string {
+  return stringifyYaml(present(configSchema, config));
 }

@@ -41,6 +41,25 @@ export function parseSizeBytes(input: string | number): number {
   throw new Error(`expected a size such as 512, 64KiB, 4MiB or 50GiB, got ${JSON.stringify(input)}`);
 }
 
+/** Milliseconds → the way a config file spells them, in the largest unit that is exact: `1h`, `90m`, `1500ms`. */
+export function formatDurationMs(ms: number): string {
+  if (ms === 0) return '0';
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms % DURATION_MS[unit] === 0) return `${ms / DURATION_MS[unit]}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** Bytes → the shortest exact config spelling: `4MiB`, `50GB`, `1023`. Parses back to the same number. */
+export function formatSizeBytes(n: number): string {
+  let best = String(n);
+  for (const unit of ['TiB', 'GiB', 'MiB', 'KiB', 'TB', 'GB', 'MB', 'KB'] as const) {
+    const spelt = `${n / SIZE_BYTES[unit]}${unit}`;
+    if (n > 0 && n % SIZE_BYTES[unit] === 0 && spelt.length < best.length) best = spelt;
+  }
+  return best;
+}
+
 /** `host:port`, `:port` or `[::1]:port` → its parts; port 0 asks the OS for a free one. */
 export function parseListenAddress(input: string): { host: string; port: number } {
   const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]*):(\d{1,5})$/.exec(input.trim());

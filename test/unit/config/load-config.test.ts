@@ -3,8 +3,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, parseConfig } from '../../../src/config/load-config.js';
-import { parseDurationMs, parseListenAddress, parseSizeBytes } from '../../../src/config/units.js';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, formatConfig, loadConfig, parseConfig } from '../../../src/config/load-config.js';
+import { formatDurationMs, formatSizeBytes, parseDurationMs, parseListenAddress, parseSizeBytes } from '../../../src/config/units.js';
 
 const minimal = { upstreams: [{ host: 'docker.io', url: 'https://registry-1.docker.io', default: true }] };
 
@@ -53,6 +54,38 @@ describe('config', () => {
     assert.ok(problems({ upstreams: [{ host: 'https://a.io', url: 'http://a' }] }).some((p) => p.startsWith('upstreams[0].host: ')));
   });
 
+  it('says a URL without a scheme is one, instead of crashing', () => {
+    const found = problems({ upstreams: [{ host: 'docker.io', url: 'registry-1.docker.io', default: true }] });
+    assert.deepEqual(found, ['upstreams[0].url: expected an http:// or https:// URL']);
+  });
+
+  it('reports cross-field problems in the same pass as every other one', () => {
+    const found = problems({
+      listen: 'x',
+      metrics: { requireToken: true },
+      storage: { maxBytes: 'lots', highWatermark: 0.5, lowWatermark: 0.7 },
+      upstreams: [
+        { host: 'a.io', url: 'http://a', default: true, tagTtl: 'soon' },
+        { host: 'a.io', url: 'a.example', default: true },
+        { host: '*', default: true },
+      ],
+    });
+    for (const expected of [
+      'listen: ',
+      'storage.maxBytes: expected a size',
+      'storage.lowWatermark: lowWatermark must be below highWatermark',
+      'upstreams[0].tagTtl: expected a duration',
+      'upstreams[1].url: expected an http:// or https:// URL',
+      'upstreams[1].host: host a.io is configured twice',
+      'upstreams[1].default: only one upstream may be the default',
+      'upstreams[2].default: the catch-all cannot be the default upstream',
+      'metrics.requireToken: needs an admin token',
+    ]) {
+      assert.ok(found.some((p) => p.startsWith(expected)), `${expected}… in:\n${found.join('\n')}`);
+    }
+    assert.equal(new Set(found).size, found.length, `no problem twice:\n${found.join('\n')}`);
+  });
+
   it('takes one catch-all upstream, reached at each registry host', () => {
     const config = parseConfig({ upstreams: [...minimal.upstreams, { host: '*' }] }, {}, 't');
     assert.equal(config.upstreams[1]?.host, '*');
@@ -90,6 +123,26 @@ describe('config', () => {
     assert.throws(() => loadConfig(path.join(dir, 'missing.yaml'), {}), /cannot read the file/);
   });
 
+  it('prints durations and sizes as people write them, and parses back to the same config', () => {
+    const config = parseConfig({ ...minimal, storage: { maxBytes: '50GB', gcInterval: '90m' }, cache: { fillTimeout: 30 } }, {}, 't');
+    const text = formatConfig(config);
+    assert.match(text, /gcInterval: 90m\n/);
+    assert.match(text, /maxBytes: 50GB\n/);
+    assert.match(text, /maxManifestBytes: 4MiB\n/);
+    assert.match(text, /fillTimeout: 30s\n/);
+    assert.match(text, /tagTtl: 5m\n/);
+    assert.match(text, /notFoundTtl: 10s\n/);
+    assert.doesNotMatch(text, /3600000|4194304/);
+    assert.deepEqual(parseConfig(parseYaml(text), {}, 'printed'), config);
+  });
+
+  it('redacts secrets in the printed config', () => {
+    const config = parseConfig({ upstreams: [{ host: 'ghcr.io', url: 'https://ghcr.io', credentials: { username: 'u', password: 'hunter2' } }] }, { PULLTHROUGH_ADMIN_TOKEN: 'a-very-long-admin-token' }, 't');
+    const text = formatConfig(config);
+    assert.doesNotMatch(text, /hunter2|a-very-long-admin-token/);
+    assert.match(text, /password: "?\[redacted\]"?/);
+  });
+
   it('ships an embedded default that validates', () => {
     const config = loadConfig(path.resolve('config/default.yaml'), {});
     assert.deepEqual(config.upstreams.map((u) => u.host), ['docker.io', 'ghcr.io', 'quay.io', 'registry.k8s.io']);
@@ -113,6 +166,21 @@ describe('units', () => {
     assert.equal(parseSizeBytes('50GiB'), 50 * 2 ** 30);
     assert.equal(parseSizeBytes('1.5GB'), 1.5e9);
     for (const bad of ['4 bananas', '-1', 'MiB', 1.5]) assert.throws(() => parseSizeBytes(bad), /expected a size/);
+  });
+  it('formats durations and sizes back in the largest unit that is exact', () => {
+    assert.equal(formatDurationMs(0), '0');
+    assert.equal(formatDurationMs(250), '250ms');
+    assert.equal(formatDurationMs(1_500), '1500ms');
+    assert.equal(formatDurationMs(5_400_000), '90m');
+    assert.equal(formatDurationMs(3_600_000), '1h');
+    assert.equal(formatDurationMs(604_800_000), '7d');
+    assert.equal(formatSizeBytes(0), '0');
+    assert.equal(formatSizeBytes(4 * 2 ** 20), '4MiB');
+    assert.equal(formatSizeBytes(50e9), '50GB');
+    assert.equal(formatSizeBytes(1000), '1KB');
+    assert.equal(formatSizeBytes(1023), '1023');
+    for (const n of [1, 999, 4096, 1.5e9, 3 * 2 ** 40]) assert.equal(parseSizeBytes(formatSizeBytes(n)), n);
+    for (const ms of [1, 999, 61_000, 86_400_000 * 3]) assert.equal(parseDurationMs(formatDurationMs(ms)), ms);
   });
   it('parses listen addresses', () => {
     assert.deepEqual(parseListenAddress('127.0.0.1:5000'), { host: '127.0.0.1', port: 5000 });
