@@ -31,7 +31,7 @@ const USAGE = `usage: pullthrough <command> [--config FILE] [options]
   ls [--json]                     cached images with size, pulls, last pull, pin
   stats [--json]                  size of the cache against storage.maxBytes
   pin IMAGE / unpin IMAGE         keep an image through eviction, or stop keeping it
-  rm IMAGE                        drop an image and what only it used
+  rm IMAGE [--force]              drop an image and what only it used (--force: even if pinned)
   gc                              remove unreferenced blobs, stray and dead temp files
   verify [--repair]               re-hash everything; exit 1 on damage; --repair drops it
 

@@ -30,6 +30,8 @@ export interface VerifyReport {
 export interface CacheAdmin {
   list(): ImageRow[];
   stats(): { bytes: number; objects: number; images: number; pinned: number };
+  /** Whether the cache holds the image's manifest, and whether it is pinned (by tag or digest); undefined when not cached. */
+  find(image: ImageReference): { isPinned: boolean } | undefined;
   pin(image: ImageReference): void;
   /** False when it was not pinned. */
   unpin(image: ImageReference): boolean;
@@ -67,6 +69,12 @@ export function createCacheAdmin(deps: { index: MetadataIndex; store: BlobStore;
       const tags = images();
       const pinned = tags.filter((t) => index.isPinned(t, t.tag) || index.isPinned(t, t.digest)).length;
       return { ...index.stats(), images: tags.length, pinned };
+    },
+    find(image) {
+      const root = rootOf(image);
+      if (!root || !index.getContent(root)) return undefined;
+      const link = linkOf(image);
+      return { isPinned: index.isPinned(link, root) || (image.tag !== undefined && index.isPinned(link, image.tag)) };
     },
     pin(image) {
       index.pin(linkOf(image), image.digest?.value ?? image.tag ?? 'latest');

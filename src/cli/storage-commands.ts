@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GC_GRACE_MS } from '../app.js';
@@ -46,9 +47,27 @@ function ago(at: number | null, now: number): string {
   return minutes < 120 ? `${minutes} min ago` : minutes < 2880 ? `${Math.round(minutes / 60)} h ago` : `${Math.round(minutes / 1440)} d ago`;
 }
 
-/** `ls`, `stats`, `pin`, `unpin`, `rm`, `gc` and `verify [--repair]`: the storage by hand. */
+/**
+ * Without an index there is no cache: say where we looked instead of creating one there (a
+ * mistyped `--config`, or none, would otherwise leave an empty `./storage` behind). Commands that
+ * act on an image fail; the others report an empty cache.
+ */
+function reportNoCache(command: string, root: string, isJson: boolean, io: CommandIo): number {
+  io.err.write(`pullthrough: no cache at ${root} (storage.root): nothing is cached there yet, or --config names another storage\n`);
+  if (isJson && command === 'ls') io.out.write('[]\n');
+  if (isJson && command === 'stats') io.out.write(`${JSON.stringify({ bytes: 0, objects: 0, images: 0, pinned: 0 })}\n`);
+  return ['pin', 'unpin', 'rm'].includes(command) ? 1 : 0;
+}
+
+/** `ls`, `stats`, `pin`, `unpin`, `rm [--force]`, `gc` and `verify [--repair]`: the storage by hand. */
 export async function runStorageCommand(command: string, argv: readonly string[], config: Config, io: CommandIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { repair: { type: 'boolean' }, json: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: { repair: { type: 'boolean' }, json: { type: 'boolean' }, force: { type: 'boolean' } },
+  });
+  const root = path.resolve(config.storage.root);
+  if (!existsSync(path.join(root, 'index.db'))) return reportNoCache(command, root, values.json === true, io);
   return withAdmin(config, io, async (admin) => {
     switch (command) {
       case 'ls': {
@@ -57,6 +76,7 @@ export async function runStorageCommand(command: string, argv: readonly string[]
           io.out.write(`${JSON.stringify(rows, null, 2)}\n`);
           return 0;
         }
+        if (rows.length === 0) io.err.write(`no images cached in ${root}\n`);
         const width = Math.max(5, ...rows.map((r) => r.image.length));
         io.out.write(`${'IMAGE'.padEnd(width)}  ${'SIZE'.padStart(10)}  ${'PULLS'.padStart(6)}  LAST PULL     PINNED\n`);
         for (const r of rows) {
@@ -67,12 +87,17 @@ export async function runStorageCommand(command: string, argv: readonly string[]
       case 'stats': {
         const stats = admin.stats();
         const bound = config.storage.maxBytes > 0 ? ` of ${formatBytes(config.storage.maxBytes)} (${((stats.bytes / config.storage.maxBytes) * 100).toFixed(1)} %)` : ' (unbounded)';
-        io.out.write(values.json ? `${JSON.stringify(stats)}\n` : `${formatBytes(stats.bytes)}${bound} in ${stats.objects} objects; ${stats.images} tags, ${stats.pinned} pinned\n`);
+        io.out.write(values.json ? `${JSON.stringify(stats)}\n` : `${root}: ${formatBytes(stats.bytes)}${bound} in ${stats.objects} objects; ${stats.images} tags, ${stats.pinned} pinned\n`);
         return 0;
       }
       case 'pin':
       case 'unpin': {
         const image = imageArgument(positionals, command);
+        if (command === 'pin' && !admin.find(image)) {
+          const name = formatImageReference(image);
+          io.err.write(`${name} is not cached in ${root}, so nothing was pinned: \`pullthrough preload ${name}\` fetches it and pins it\n`);
+          return 1;
+        }
         if (command === 'pin') admin.pin(image);
         else if (!admin.unpin(image)) {
           io.out.write(`${formatImageReference(image)} was not pinned\n`);
@@ -83,6 +108,10 @@ export async function runStorageCommand(command: string, argv: readonly string[]
       }
       case 'rm': {
         const image = imageArgument(positionals, command);
+        if (admin.find(image)?.isPinned && !values.force) {
+          io.err.write(`${formatImageReference(image)} is pinned: unpin it first, or rm --force\n`);
+          return 1;
+        }
         const result = await admin.remove(image);
         if (!result.isFound) {
           io.out.write(`${formatImageReference(image)} is not in the cache\n`);
@@ -113,7 +142,7 @@ export async function runStorageCommand(command: string, argv: readonly string[]
         for (const digest of report.missing) io.out.write(`missing: ${digest}\n`);
         for (const digest of report.corrupt) io.out.write(`corrupt: ${digest}\n`);
         const bad = report.missing.length + report.corrupt.length;
-        io.out.write(`checked ${report.checked} objects: ${bad === 0 ? 'all intact' : `${report.corrupt.length} corrupt, ${report.missing.length} missing${report.repaired ? '; dropped, they will be fetched again' : ' (run with --repair to drop them)'}`}\n`);
+        io.out.write(`checked ${report.checked} objects in ${root}: ${bad === 0 ? 'all intact' : `${report.corrupt.length} corrupt, ${report.missing.length} missing${report.repaired ? '; dropped, they will be fetched again' : ' (run with --repair to drop them)'}`}\n`);
         return bad === 0 ? 0 : 1;
       }
       default:
