@@ -45,7 +45,9 @@ export type StorageStats = () => { bytes: number; objects: number };
  */
 export function createMetrics(options: { withDefaultMetrics: boolean; storageStats?: StorageStats }): Metrics {
   const registry = new Registry();
-  if (options.withDefaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'pullthrough_' });
+  // Unprefixed, as every Prometheus client library names them (process_*, nodejs_*): the standard
+  // Node.js dashboards and alerts find them; pullthrough's own families carry the prefix.
+  if (options.withDefaultMetrics) collectDefaultMetrics({ register: registry });
   const registers = [registry];
   const { storageStats } = options;
   if (storageStats) {
