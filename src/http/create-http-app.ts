@@ -1,4 +1,4 @@
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express, { type ErrorRequestHandler, type Express, type NextFunction, type Request, type Response } from 'express';
 import type { CacheAdmin } from '../cache/cache-admin.js';
 import type { CacheStatus } from '../cache/cache-status.js';
 import type { Registry } from '../cache/registry.js';
@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { OciError } from '../oci/errors.js';
 import { createTokenHandler, requesterOf, type AuthSessions } from './auth-challenge.js';
-import { createErrorHandler, sendOciError } from './error-handler.js';
+import { createErrorHandler, sendOciError, upstreamFailureOf } from './error-handler.js';
 import { labels, setApiVersion } from './request-context.js';
 import { createAdminRouter, requireAdminToken } from './routes/admin.js';
 import { createBlobHandler } from './routes/blobs.js';
@@ -44,6 +44,13 @@ const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
 const REFERRERS_PATH = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 
+/** Keeps an upstream failure's cause (the socket error under an UpstreamError) for the access-log line. */
+const noteUpstreamFailure: ErrorRequestHandler = (err, _req, res, next) => {
+  const failure = upstreamFailureOf(err);
+  if (failure !== undefined) labels(res).upstreamError = failure;
+  next(err);
+};
+
 function accessLog(logger: Logger, metrics: Metrics) {
   return (req: Request, res: Response, next: NextFunction) => {
     const started = performance.now();
@@ -54,7 +61,10 @@ function accessLog(logger: Logger, metrics: Metrics) {
       // 499: the connection ended before the response did (client gone, or cut on purpose).
       const status = isComplete ? res.statusCode : 499;
       if (source && sentBytes > 0) metrics.servedBytes.inc({ source }, sentBytes);
-      const result = status >= 400 ? 'error' : (labels(res).result ?? 'none');
+      // A 401 with a challenge to a request that sent no credentials is the normal handshake
+      // (GET /v2/ → 401 → token → retry), not a failure; rejected credentials stay an error.
+      const isChallenge = status === 401 && req.headers.authorization === undefined && res.getHeader('www-authenticate') !== undefined;
+      const result = isChallenge ? 'challenge' : status >= 400 ? 'error' : (labels(res).result ?? 'none');
       metrics.httpRequests.inc({ kind, method: req.method, result, status: String(status) });
       metrics.httpRequestSeconds.observe({ kind, source: source ?? 'none' }, seconds);
       logger.info(
@@ -68,6 +78,7 @@ function accessLog(logger: Logger, metrics: Metrics) {
           result,
           source,
           upstream,
+          upstreamError: labels(res).upstreamError,
           userAgent: req.headers['user-agent'],
         },
         'request',
@@ -141,6 +152,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
         : new OciError('UNSUPPORTED', `${req.method} ${req.path} is not supported: pullthrough is a read-only mirror`);
     sendOciError(res, error);
   });
+  app.use(noteUpstreamFailure);
   app.use(createErrorHandler(deps.logger, { publicUrl: deps.publicUrl }));
   return app;
 }

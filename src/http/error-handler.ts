@@ -33,6 +33,17 @@ export function toOciError(err: unknown): OciError {
   return new OciError('UNKNOWN');
 }
 
+/**
+ * An upstream failure's cause for the access log (message plus the socket error code under it,
+ * `ECONNREFUSED`), or undefined for other errors. Never sent to the client.
+ */
+export function upstreamFailureOf(err: unknown): string | undefined {
+  if (!(err instanceof UpstreamError)) return undefined;
+  const cause = err.cause as { code?: string; message?: string } | undefined;
+  const detail = cause?.code ?? cause?.message;
+  return detail && !err.message.includes(detail) ? `${err.message} (${detail})` : err.message;
+}
+
 /** Writes an OCI error envelope; a HEAD request gets the status and headers only. */
 export function sendOciError(res: Response, error: OciError): void {
   res.status(error.status);

@@ -14,6 +14,8 @@ export interface RequestLabels {
   sentBytes?: number;
   /** The body's declared length, when it has one. */
   expectedBytes?: number | undefined;
+  /** Why the upstream failed this request, for the access log only (never the client's body). */
+  upstreamError?: string;
 }
 
 /** The requester's own credentials, resolved once per request by the auth middleware. */

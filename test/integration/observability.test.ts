@@ -75,6 +75,22 @@ describe('metrics, readiness and the status page', () => {
     assert.ok(!JSON.stringify(cache.requests).includes(basic.slice(6)));
   });
 
+  it('counts the GET /v2/ → 401 → token handshake as a challenge, not an error', async () => {
+    const first = await request(cache.url).get('/v2/').expect(401);
+    const realm = /realm="([^"]+)"/.exec(first.headers['www-authenticate'] ?? '')?.[1];
+    assert.ok(realm);
+    const { token } = (await request(realm).get('').expect(200)).body as { token: string };
+    await request(cache.url).get('/v2/').set('authorization', `Bearer ${token}`).expect(200);
+    await waitUntil(async () => (await metricValue(cache.url, 'pullthrough_http_requests_total', { kind: 'base', status: '401' })) === 1, 'the 401 to be counted', 5_000);
+    assert.equal(await metricValue(cache.url, 'pullthrough_http_requests_total', { kind: 'base', result: 'challenge', status: '401' }), 1);
+    assert.equal(await metricValue(cache.url, 'pullthrough_http_requests_total', { result: 'error' }), 0, 'no errors in a handshake');
+    const line = cache.requests.find((r) => r.path === '/v2/' && r.status === 401) as unknown as { result: string } | undefined;
+    assert.equal(line?.result, 'challenge');
+    // Credentials the mirror cannot accept are an error, not a challenge.
+    await request(cache.url).get('/v2/').set('authorization', 'Bearer not-a-token-we-issued').expect(401);
+    await waitUntil(async () => (await metricValue(cache.url, 'pullthrough_http_requests_total', { result: 'error', status: '401' })) === 1, 'a rejected token counted as an error', 5_000);
+  });
+
   it('is ready while storage is writable, and says why not otherwise', async () => {
     const ready = await request(cache.url).get('/readyz').expect(200);
     assert.deepEqual(ready.body.checks, { storage: 'ok', index: 'ok' });
@@ -108,5 +124,21 @@ describe('metrics, readiness and the status page', () => {
     const page = await request(cache.url).get('/').expect(200);
     assert.match(page.headers['content-type'] ?? '', /text\/html/);
     assert.match(page.text, /docker\.io\/library\/app:1\.0/);
+  });
+});
+
+describe('an upstream failure, in the log', () => {
+  it("names the cause on the request's access-log line, not in the client's error body", async () => {
+    const cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: 'http://127.0.0.1:1', default: true }], captureRequests: true });
+    try {
+      const response = await request(cache.url).get('/v2/library/app/manifests/1.0').expect(503);
+      await waitUntil(async () => cache.requests.some((r) => r.path === '/v2/library/app/manifests/1.0'), 'the access-log line');
+      const line = cache.requests.find((r) => r.path === '/v2/library/app/manifests/1.0') as unknown as { result: string; upstreamError?: string };
+      assert.equal(line.result, 'error');
+      assert.match(line.upstreamError ?? '', /ECONNREFUSED/);
+      assert.doesNotMatch(JSON.stringify(response.body), /upstreamError/);
+    } finally {
+      await cache.close();
+    }
   });
 });
