@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.js';
 import { OciError } from '../oci/errors.js';
 import { declaredMediaType } from '../oci/manifest.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
+import { createFailureLog } from './failure-log.js';
 import { createGuardedConnector, createNetworkPolicy, deniedMessage } from './network-policy.js';
 import { referrersPage, tagsPage, type ListPage, type ReferrersPage } from './upstream-lists.js';
 import { resumableBody } from './resumable-body.js';
@@ -123,11 +124,11 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
       now: deps.now,
       onChange(state) {
         deps.metrics.upstreamBreakerOpen.set({ upstream: label }, state === 'closed' ? 0 : 1);
-        const log = state === 'closed' ? deps.logger.info.bind(deps.logger) : deps.logger.warn.bind(deps.logger);
-        log({ upstream: host, breaker: state, openForMs: options.breaker.openFor }, state === 'closed' ? 'upstream is back: breaker closed' : 'upstream keeps failing: breaker open, not contacting it for a while');
+        if (state === 'open') failures.breakerOpened(options.breaker.openFor);
       },
     },
   );
+  const failures = createFailureLog({ host, url: base.origin }, { logger: deps.logger, breaker });
   deps.metrics.upstreamBreakerOpen.set({ upstream: label }, 0);
 
   function observe(response: Dispatcher.ResponseData): void {
@@ -136,8 +137,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     if (Number.isFinite(remaining)) deps.metrics.upstreamRateLimitRemaining.set({ upstream: label }, remaining);
     if (Number.isFinite(limit)) deps.metrics.upstreamRateLimitLimit.set({ upstream: label }, limit);
     const failed = response.statusCode >= 500 || response.statusCode === 429;
-    if (failed) breaker.recordFailure();
-    else breaker.recordSuccess();
+    failures.record(failed ? `HTTP ${response.statusCode}` : undefined);
     health = {
       ...health,
       ...(failed ? { lastErrorAt: deps.now(), lastError: `HTTP ${response.statusCode}` } : { lastOkAt: deps.now() }),
@@ -198,7 +198,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     } catch (err) {
       deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'error' });
       if ((err as Error).name === 'AbortError') breaker.recordAbandoned();
-      else breaker.recordFailure();
+      else failures.record((err as { code?: string }).code ?? (err as Error).message);
       // A code, never a message: messages carry addresses, and the status page is for anyone.
       health = { ...health, lastErrorAt: deps.now(), lastError: (err as { code?: string }).code ?? (err as Error).name };
       return translate(err);
