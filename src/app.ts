@@ -253,7 +253,16 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
           const reachable = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
           const url = `${config.tls ? 'https' : 'http'}://${reachable.includes(':') ? `[${reachable}]` : reachable}:${address.port}`;
           lock.setUrl(url).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'could not record the listen address in the storage lock'));
-          logger.info({ address: `${address.address}:${address.port}`, upstreams: config.upstreams.map((u) => `${u.host}=${u.url}`), storage: store.root }, 'pullthrough listening');
+          const offlineHosts = config.upstreams.filter((u) => isOffline(u.host)).map((u) => u.host);
+          logger.info(
+            {
+              address: `${address.address}:${address.port}`,
+              upstreams: config.upstreams.map((u) => `${u.host}=${isOffline(u.host) ? 'offline' : u.url}`),
+              storage: store.root,
+              ...(config.offline ? { offline: true } : offlineHosts.length > 0 && { offline: offlineHosts }),
+            },
+            config.offline ? 'pullthrough listening, offline: serving the cache only, contacting no upstream' : 'pullthrough listening',
+          );
           resolve(address);
         });
       });
