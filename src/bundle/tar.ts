@@ -2,8 +2,12 @@ import type { Readable, Writable } from 'node:stream';
 import { once } from 'node:events';
 
 /*
- * Just enough of POSIX ustar (plus the PAX `path` record, which docker and skopeo use for long
- * names) to write and read image bundles as streams: regular files and directories only.
+ * Just enough tar to write and read image bundles as streams: regular files and directories.
+ * The writer emits plain ustar. The reader also takes what real producers of bundles write:
+ * PAX `path` and `size` records (docker, skopeo; Go's archive/tar for entries of 8 GiB and
+ * more), base-256 sizes and GNU long names (`././@LongLink`, GNU tar). Kept in-house rather than
+ * tar-stream: these four cases are all bundles need, each is tested against hand-built headers
+ * (test/unit/bundle/tar.test.ts), and it keeps the reader's pull-based interface.
  */
 
 const BLOCK = 512;
@@ -89,9 +93,33 @@ export interface TarEntry {
   readonly body: AsyncIterable<Buffer>;
 }
 
+/**
+ * PAX headers and GNU long names are metadata, a few hundred bytes in practice; they are held in
+ * memory, so anything larger is refused (Go's archive/tar draws the same line).
+ */
+const MAX_METADATA_BYTES = 1024 * 1024;
+
 function parseOctal(field: Buffer): number {
   const text = field.toString('latin1').replace(/\0.*$/s, '').trim();
   return text === '' ? 0 : Number.parseInt(text, 8);
+}
+
+/** A numeric header field: octal text, or base-256 (GNU, star) when its first byte has the high bit set. */
+function parseNumber(field: Buffer, what: string): number {
+  const first = field[0] ?? 0;
+  if ((first & 0x80) === 0) {
+    const text = field.toString('latin1').replace(/\0.*$/s, '').trim();
+    if (!/^[0-7]*$/.test(text)) throw new Error(`damaged tar header: ${what} ${JSON.stringify(text)} is not octal`);
+    return text === '' ? 0 : Number.parseInt(text, 8);
+  }
+  // Base-256: big-endian two's complement with the marker bit; 0xff first is negative.
+  if (first === 0xff) throw new Error(`damaged tar header: negative ${what}`);
+  let value = first & 0x7f;
+  for (const byte of field.subarray(1)) {
+    value = value * 256 + byte;
+    if (!Number.isSafeInteger(value)) throw new Error(`tar ${what} too large`);
+  }
+  return value;
 }
 
 function parsePax(data: Buffer): Record<string, string> {
@@ -134,7 +162,17 @@ export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<Tar
     return out;
   }
 
+  /** Read a whole metadata entry's body (PAX records, a GNU long name), bounded. */
+  async function takeMetadata(size: number, what: string): Promise<Buffer> {
+    if (size > MAX_METADATA_BYTES) throw new Error(`${what} of ${size} bytes: refusing more than ${MAX_METADATA_BYTES} (not a tar a bundle tool writes)`);
+    const padded = Math.ceil(size / BLOCK) * BLOCK;
+    if (!(await fill(padded))) throw new Error(`truncated tar archive: partial ${what}`);
+    return Buffer.from(take(padded).subarray(0, size));
+  }
+
   let paxPath: string | undefined;
+  let paxSize: number | undefined;
+  let longName: string | undefined;
   for (;;) {
     if (!(await fill(BLOCK))) {
       if (buffered.length === 0) return;
@@ -145,20 +183,36 @@ export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<Tar
     let sum = 0;
     for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (header[i] ?? 0);
     if (sum !== parseOctal(header.subarray(148, 156))) throw new Error('not a tar archive, or a damaged one: header checksum mismatch');
-    const size = parseOctal(header.subarray(124, 136));
+    const headerSize = parseNumber(header.subarray(124, 136), 'size');
     const typeFlag = String.fromCharCode(header[156] ?? 0);
     const prefix = header.subarray(345, 500).toString('utf8').replace(/\0.*$/s, '');
     const baseName = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-    const padded = Math.ceil(size / BLOCK) * BLOCK;
 
     if (typeFlag === 'x' || typeFlag === 'g') {
-      if (!(await fill(padded))) throw new Error('truncated tar archive: partial PAX header');
-      const records = parsePax(take(padded).subarray(0, size));
-      if (typeFlag === 'x' && records['path']) paxPath = records['path'];
+      const records = parsePax(await takeMetadata(headerSize, 'PAX header'));
+      // Global records ('g') would apply to every later entry; bundle tools never write path or size there.
+      if (typeFlag === 'x') {
+        if (records['path']) paxPath = records['path'];
+        if (records['size'] !== undefined) {
+          const value = records['size'];
+          if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new Error(`damaged tar archive: PAX size ${JSON.stringify(value)}`);
+          paxSize = Number(value);
+        }
+      }
       continue;
     }
-    const name = paxPath ?? (prefix ? `${prefix}/${baseName}` : baseName);
+    if (typeFlag === 'L' || typeFlag === 'K') {
+      // GNU: the next entry's long name ('L') or long link target ('K'), NUL-terminated.
+      const data = await takeMetadata(headerSize, 'GNU long name');
+      if (typeFlag === 'L') longName = data.toString('utf8').replace(/\0.*$/s, '');
+      continue;
+    }
+    const size = paxSize ?? headerSize;
+    const padded = Math.ceil(size / BLOCK) * BLOCK;
+    const name = paxPath ?? longName ?? (prefix ? `${prefix}/${baseName}` : baseName);
     paxPath = undefined;
+    paxSize = undefined;
+    longName = undefined;
     let remaining = size;
     let consumed = false;
     const body: AsyncIterable<Buffer> = {
