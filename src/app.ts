@@ -7,6 +7,7 @@ import { createAccessPolicy, type ConfiguredCredentials } from './cache/access-p
 import { createBlobFills } from './cache/blob-fill.js';
 import { createCacheAdmin } from './cache/cache-admin.js';
 import { createCacheStatus } from './cache/cache-status.js';
+import { createServedHistory } from './cache/served-history.js';
 import { createManifestFill } from './cache/manifest-fill.js';
 import { createPullThroughRegistry } from './cache/pull-through-registry.js';
 import { createStorageKeeper, type StorageKeeper } from './cache/storage-keeper.js';
@@ -205,9 +206,11 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
       { now, newStore: (maxBytes) => createMemoryLru({ maxBytes, sizeOf: () => BUCKET_BYTES }) },
     ),
   };
+  const servedHistory = createServedHistory({ windowMs: 3_600_000, bucketMs: 60_000 }, { now });
   const app = createHttpApp({
     registry,
     status,
+    servedHistory,
     now,
     metrics,
     logger,

@@ -2,6 +2,7 @@ import express, { type ErrorRequestHandler, type Express, type NextFunction, typ
 import type { CacheAdmin } from '../cache/cache-admin.js';
 import type { CacheStatus } from '../cache/cache-status.js';
 import type { Registry } from '../cache/registry.js';
+import type { ServedHistory } from '../cache/served-history.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { OciError } from '../oci/errors.js';
@@ -19,6 +20,8 @@ import type { TokenRateLimiter } from './token-rate-limit.js';
 export interface HttpAppDeps {
   readonly registry: Registry;
   readonly status: CacheStatus;
+  /** Bytes served over the last hour, for the status page's chart; fed by the access log. */
+  readonly servedHistory?: ServedHistory | undefined;
   readonly now: () => number;
   readonly metrics: Metrics;
   readonly logger: Logger;
@@ -51,7 +54,7 @@ const noteUpstreamFailure: ErrorRequestHandler = (err, _req, res, next) => {
   next(err);
 };
 
-function accessLog(logger: Logger, metrics: Metrics) {
+function accessLog(logger: Logger, metrics: Metrics, servedHistory: ServedHistory | undefined) {
   return (req: Request, res: Response, next: NextFunction) => {
     const started = performance.now();
     res.once('close', () => {
@@ -60,7 +63,10 @@ function accessLog(logger: Logger, metrics: Metrics) {
       const isComplete = res.writableFinished || (expectedBytes !== undefined && sentBytes === expectedBytes);
       // 499: the connection ended before the response did (client gone, or cut on purpose).
       const status = isComplete ? res.statusCode : 499;
-      if (source && sentBytes > 0) metrics.servedBytes.inc({ source }, sentBytes);
+      if (source && sentBytes > 0) {
+        metrics.servedBytes.inc({ source }, sentBytes);
+        servedHistory?.record(source, sentBytes);
+      }
       // A 401 with a challenge to a request that sent no credentials is the normal handshake
       // (GET /v2/ → 401 → token → retry), not a failure; rejected credentials stay an error.
       const isChallenge = status === 401 && req.headers.authorization === undefined && res.getHeader('www-authenticate') !== undefined;
@@ -98,9 +104,9 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
-  app.use(accessLog(deps.logger, deps.metrics));
+  app.use(accessLog(deps.logger, deps.metrics, deps.servedHistory));
 
-  const status = createStatusHandlers(deps.status, deps.now);
+  const status = createStatusHandlers(deps.status, deps.now, deps.servedHistory);
   app.get('/healthz', (_req, res) => {
     labels(res).kind = 'health';
     res.json({ status: 'ok' });

@@ -124,6 +124,10 @@ describe('metrics, readiness and the status page', () => {
     const page = await request(cache.url).get('/').expect(200);
     assert.match(page.headers['content-type'] ?? '', /text\/html/);
     assert.match(page.text, /docker\.io\/library\/app:1\.0/);
+    // The chart of bytes served in the last hour, drawn on the server: both pulls are in it.
+    const chart = /<svg id="served-chart"[\s\S]*?<\/svg>/.exec(page.text)?.[0] ?? '';
+    assert.match(chart, /<title>bytes served in the last 60 min: [1-9][\d.]* KiB from cache, [1-9][\d.]* KiB from upstream<\/title>/);
+    assert.doesNotMatch(page.text, /<script/i);
   });
 });
 

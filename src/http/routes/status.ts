@@ -1,7 +1,9 @@
 import type { Request, Response } from 'express';
 import type { CacheStatus, ImageSummary, StatusReport } from '../../cache/cache-status.js';
+import type { ServedHistory } from '../../cache/served-history.js';
 import { formatBytes } from '../../config/units.js';
 import { labels } from '../request-context.js';
+import { renderServedChart } from './served-chart.js';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c);
@@ -24,7 +26,7 @@ function imageRows(images: readonly ImageSummary[], now: number): string {
 }
 
 /** The status page: plain server-rendered HTML, no scripts, readable in any browser or `curl`. */
-export function renderStatusPage(report: StatusReport, now: number): string {
+export function renderStatusPage(report: StatusReport, now: number, history?: ServedHistory): string {
   const ratio = report.hitRatio === undefined ? '–' : `${(report.hitRatio * 100).toFixed(1)} %`;
   const served = report.servedBytes.cache + report.servedBytes.upstream;
   const upstreamRows = report.upstreams
@@ -62,6 +64,7 @@ th{font-size:.8rem;color:#5b6475;text-transform:uppercase}.num{text-align:right;
 <div class="card"><b>${served === 0 ? '–' : `${((report.servedBytes.cache / served) * 100).toFixed(1)} %`}</b><span>bytes saved upstream</span></div>
 <div class="card"><b>${bytes(report.storage.bytes)}</b><span>${report.storage.objects} objects on disk</span></div>
 </div>
+${history ? `<h2>Bytes served, last hour</h2>\n${renderServedChart(history.series())}` : ''}
 <h2>Upstreams</h2>
 <table id="upstreams"><tr><th>registry</th><th>state</th><th>last success</th><th class="num">rate limit left</th></tr>${upstreamRows}</table>
 <h2>Most pulled</h2>
@@ -73,11 +76,11 @@ th{font-size:.8rem;color:#5b6475;text-transform:uppercase}.num{text-align:right;
 }
 
 /** `/`, `/_pullthrough/status` (JSON) and `/readyz`. */
-export function createStatusHandlers(status: CacheStatus, now: () => number) {
+export function createStatusHandlers(status: CacheStatus, now: () => number, history?: ServedHistory) {
   return {
     page: async (_req: Request, res: Response) => {
       labels(res).kind = 'status';
-      res.type('html').send(renderStatusPage(await status.report(), now()));
+      res.type('html').send(renderStatusPage(await status.report(), now(), history));
     },
     json: async (_req: Request, res: Response) => {
       labels(res).kind = 'status';
