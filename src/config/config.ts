@@ -119,7 +119,10 @@ const upstreamSchema = z.strictObject({
     .superRefine((url, ctx) => {
       if (CATCH_ALL_URL.test(url)) return;
       const parsed = upstreamUrl.safeParse(url);
-      if (!parsed.success) ctx.addIssue({ code: 'custom', message: parsed.error.issues[0]?.message ?? 'invalid URL' });
+      if (parsed.success) return;
+      // `url: registry-1.docker.io` is the common slip: say what was probably meant.
+      const hint = /^[a-z][a-z0-9+.-]*:/i.test(url) ? '' : `: no scheme, did you mean https://${url}?`;
+      ctx.addIssue({ code: 'custom', message: `${parsed.error.issues[0]?.message ?? 'invalid URL'}${hint}` });
     })
     .optional(),
   /** Bare names and names without a registry host go here. @default false */

@@ -56,7 +56,7 @@ describe('config', () => {
 
   it('says a URL without a scheme is one, instead of crashing', () => {
     const found = problems({ upstreams: [{ host: 'docker.io', url: 'registry-1.docker.io', default: true }] });
-    assert.deepEqual(found, ['upstreams[0].url: expected an http:// or https:// URL']);
+    assert.deepEqual(found, ['upstreams[0].url: expected an http:// or https:// URL: no scheme, did you mean https://registry-1.docker.io?']);
   });
 
   it('reports cross-field problems in the same pass as every other one', () => {
