@@ -8,13 +8,13 @@ import type { Logger } from '../logger.js';
 export interface FailureLog {
   /** A request's outcome, passed on to the breaker: the cause it failed for, or undefined when the upstream answered (a 4xx included: it is up). */
   record(cause: string | undefined): void;
-  /** The circuit breaker opened: warn, naming the cause that keeps failing. (Closing is told by "answers again".) */
-  breakerOpened(openForMs: number): void;
+  /** The circuit breaker changed: set its gauge; on opening, warn naming the cause that keeps failing (closing is told by "answers again"). */
+  breakerChanged(state: 'closed' | 'open' | 'half-open', openForMs: number): void;
 }
 
 export function createFailureLog(
   options: { host: string; url: string },
-  deps: { logger: Logger; breaker: { recordFailure(): void; recordSuccess(): void } },
+  deps: { logger: Logger; breaker: { recordFailure(): void; recordSuccess(): void }; setOpenGauge: (value: 0 | 1) => void },
 ): FailureLog {
   let cause: string | undefined;
   return {
@@ -25,7 +25,9 @@ export function createFailureLog(
       if (next === undefined) deps.breaker.recordSuccess();
       else deps.breaker.recordFailure();
     },
-    breakerOpened(openForMs) {
+    breakerChanged(state, openForMs) {
+      deps.setOpenGauge(state === 'closed' ? 0 : 1);
+      if (state !== 'open') return;
       deps.logger.warn(
         { upstream: options.host, breaker: 'open', openForMs, err: cause },
         `upstream ${options.host} keeps failing (${cause ?? 'unknown cause'}): breaker open, not contacting it for ${Math.round(openForMs / 1000)} s`,

@@ -122,13 +122,10 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     { failures: options.breaker.failures, openForMs: options.breaker.openFor },
     {
       now: deps.now,
-      onChange(state) {
-        deps.metrics.upstreamBreakerOpen.set({ upstream: label }, state === 'closed' ? 0 : 1);
-        if (state === 'open') failures.breakerOpened(options.breaker.openFor);
-      },
+      onChange: (state) => failures.breakerChanged(state, options.breaker.openFor),
     },
   );
-  const failures = createFailureLog({ host, url: base.origin }, { logger: deps.logger, breaker });
+  const failures = createFailureLog({ host, url: base.origin }, { logger: deps.logger, breaker, setOpenGauge: (value) => deps.metrics.upstreamBreakerOpen.set({ upstream: label }, value) });
   deps.metrics.upstreamBreakerOpen.set({ upstream: label }, 0);
 
   function observe(response: Dispatcher.ResponseData): void {
