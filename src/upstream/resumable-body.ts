@@ -10,6 +10,8 @@ export interface ResumeOptions {
   /** Asks for the rest from `offset` on; resolves to its body, or rejects when the upstream cannot resume. */
   reopen(offset: number): Promise<Readable>;
   onResume(code: string, offset: number, attempt: number): void;
+  /** Called once: the body was read to its end, failed (with its code), or its consumer left first. */
+  onEnd(outcome: { readonly code: string } | 'complete' | 'abandoned'): void;
 }
 
 /**
@@ -22,7 +24,20 @@ export function resumableBody(first: Readable, options: ResumeOptions): Readable
   const out = new PassThrough({ highWaterMark: 64 * 1024 });
   let current = first;
   let offset = 0;
-  out.once('close', () => current.destroy());
+  let isReported = false;
+  const report = (outcome: Parameters<ResumeOptions['onEnd']>[0]) => {
+    if (isReported) return;
+    isReported = true;
+    options.onEnd(outcome);
+  };
+  out.once('close', () => {
+    current.destroy();
+    report('abandoned');
+  });
+  const fail = (err: Error) => {
+    report({ code: (err as { code?: string }).code ?? err.name });
+    out.destroy(err);
+  };
 
   void (async () => {
     for (let attempt = 1; ; attempt++) {
@@ -32,19 +47,20 @@ export function resumableBody(first: Readable, options: ResumeOptions): Readable
           if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve).once('close', resolve));
           if (out.destroyed) return;
         }
+        report('complete');
         out.end();
         return;
       } catch (err) {
         const code = (err as { code?: string }).code ?? '';
         if (out.destroyed) return;
-        if (!RESUMABLE_CODES.has(code) || attempt > options.attempts) return void out.destroy(err as Error);
+        if (!RESUMABLE_CODES.has(code) || attempt > options.attempts) return fail(err as Error);
         options.onResume(code, offset, attempt);
         await sleep(250 * 2 ** (attempt - 1));
         try {
           current = await options.reopen(offset);
         } catch {
           // The upstream cannot resume (no Range, another object now): the first failure is what happened.
-          return void out.destroy(err as Error);
+          return fail(err as Error);
         }
         if (out.destroyed) return void current.destroy();
       }

@@ -128,13 +128,14 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   const failures = createFailureLog({ host, url: base.origin }, { logger: deps.logger, breaker, setOpenGauge: (value) => deps.metrics.upstreamBreakerOpen.set({ upstream: label }, value) });
   deps.metrics.upstreamBreakerOpen.set({ upstream: label }, 0);
 
-  function observe(response: Dispatcher.ResponseData): void {
+  /** `hasBody`: a blob body follows, whose end (not these headers) is the success, unless this is the breaker's probe. */
+  function observe(response: Dispatcher.ResponseData, hasBody: boolean): void {
     const remaining = Number.parseInt(header(response.headers, 'ratelimit-remaining') ?? '', 10);
     const limit = Number.parseInt(header(response.headers, 'ratelimit-limit') ?? '', 10);
     if (Number.isFinite(remaining)) deps.metrics.upstreamRateLimitRemaining.set({ upstream: label }, remaining);
     if (Number.isFinite(limit)) deps.metrics.upstreamRateLimitLimit.set({ upstream: label }, limit);
     const failed = response.statusCode >= 500 || response.statusCode === 429;
-    failures.record(failed ? `HTTP ${response.statusCode}` : undefined);
+    if (failed || !hasBody || breaker.state !== 'closed') failures.record(failed ? `HTTP ${response.statusCode}` : undefined);
     health = {
       ...health,
       ...(failed ? { lastErrorAt: deps.now(), lastError: `HTTP ${response.statusCode}` } : { lastOkAt: deps.now() }),
@@ -190,7 +191,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     try {
       const response = await request(url, { dispatcher: agent, method: method as Dispatcher.HttpMethod, headers: { ...headers, 'user-agent': options.userAgent }, signal });
       deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: String(response.statusCode) });
-      observe(response);
+      observe(response, kind === 'blob' && method === 'GET' && (response.statusCode === 200 || response.statusCode === 206));
       return response;
     } catch (err) {
       deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'error' });
@@ -365,6 +366,8 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
           deps.logger.warn({ upstream: host, digest, code, offset, attempt }, 'blob download cut: resuming with Range');
           deps.metrics.upstreamRequests.inc({ upstream: label, kind: 'blob', status: 'resumed' });
         },
+        // Body failures count for the breaker: an upstream that always breaks off mid-body is failing.
+        onEnd: (outcome) => (outcome === 'abandoned' ? breaker.recordAbandoned() : failures.record(outcome === 'complete' ? undefined : outcome.code)),
       });
       return { size: contentLength(response.headers), body };
     },
