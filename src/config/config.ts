@@ -179,6 +179,8 @@ const upstreamSchema = z.strictObject({
       headers: duration.default(30_000),
       /** Longest silence inside a response body. @default 30s */
       bodyIdle: duration.default(30_000),
+      /** Overall deadline of one manifest, tag-list or token exchange (blob bodies: cache.fillTimeout). @default 60s */
+      total: duration.default(60_000),
     })
     .prefault({}),
 });

@@ -8,7 +8,8 @@ import { OciError } from '../oci/errors.js';
 import { declaredMediaType } from '../oci/manifest.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { createFailureLog } from './failure-log.js';
-import { createGuardedConnector, createNetworkPolicy, deniedMessage } from './network-policy.js';
+import { createGuardedConnector, createNetworkPolicy } from './network-policy.js';
+import { createUpstreamFailures } from './upstream-failures.js';
 import { referrersPage, tagsPage, type ListPage, type ReferrersPage } from './upstream-lists.js';
 import { resumableBody } from './resumable-body.js';
 import { parseChallenges, TokenCache, tokenFromResponse } from './token-auth.js';
@@ -87,7 +88,7 @@ export interface UpstreamOptions {
   readonly userAgent: string;
   /** The `upstream` label of its metrics (default: host); catch-all hosts share one past a few. */
   readonly metricsLabel?: string | undefined;
-  readonly timeouts: { readonly connect: number; readonly headers: number; readonly bodyIdle: number };
+  readonly timeouts: { readonly connect: number; readonly headers: number; readonly bodyIdle: number; readonly total: number };
   readonly breaker: { readonly failures: number; readonly openFor: number };
 }
 
@@ -98,8 +99,6 @@ const MAX_REDIRECTS = 5;
 const RESUME_ATTEMPTS = 3;
 /** A credential the upstream just refused is not sent again for this long: repeats are answered here, not relayed (lockouts). */
 const REFUSED_CREDENTIALS_MS = 5_000;
-const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
 function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
   const value = headers[name];
@@ -115,6 +114,7 @@ function contentLength(headers: Dispatcher.ResponseData['headers']): number | un
 export function createUpstream(options: UpstreamOptions, deps: { metrics: Metrics; logger: Logger; now: () => number }): Upstream {
   const { host } = options;
   const label = options.metricsLabel ?? host;
+  const deadlineMs = options.timeouts.total;
   const base = new URL(options.url);
   const tokens = new TokenCache(deps.now);
   let health: Omit<UpstreamHealth, 'breaker'> = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
@@ -152,35 +152,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     keepAliveTimeout: 30_000,
   });
 
-  /** Client-facing messages name the upstream host and an error code, never an address or URL (they reach anyone who asks). */
-  function translate(err: unknown): never {
-    if (err instanceof UpstreamError) throw err;
-    const code = (err as { code?: string }).code ?? '';
-    if ((err as Error).name === 'AbortError') throw err;
-    // For a client-named (catch-all) host, "no such name" reads as a refusal too: otherwise the
-    // answers would tell which internal names exist from which do not.
-    if (code === 'ERR_PULLTHROUGH_ADDRESS_DENIED' || (!options.isUrlTrusted && (code === 'ENOTFOUND' || code === 'EAI_AGAIN'))) throw denied(err);
-    if (TIMEOUT_CODES.has(code)) throw new UpstreamError('timeout', host, `upstream ${host} timed out (${code})`, { cause: err });
-    const reason = TRANSIENT_CODES.has(code) ? code : 'connection failed';
-    throw new UpstreamError('unreachable', host, `upstream ${host} is unreachable: ${reason}`, { cause: err });
-  }
-
-  function denied(cause?: unknown): UpstreamError {
-    deps.logger.warn({ upstream: host, err: (cause as Error | undefined)?.message }, 'upstream request refused by the network policy');
-    return new UpstreamError('denied', host, deniedMessage(host), { cause });
-  }
-
-  /** Only http(s) URLs, resolved against `from`; anything else is refused before it is contacted. */
-  function followable(location: string, from: URL): URL {
-    let url: URL;
-    try {
-      url = new URL(location, from);
-    } catch (err) {
-      throw new UpstreamError('invalid', host, `upstream ${host} sent an unreadable URL`, { cause: err });
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw denied(new Error(`scheme ${url.protocol}`));
-    return url;
-  }
+  const { translate, followable } = createUpstreamFailures({ host, isUrlTrusted: options.isUrlTrusted }, deps);
 
   async function dispatch(kind: Kind, method: string, url: URL, headers: Record<string, string>, signal?: AbortSignal) {
     if (!breaker.tryAcquire()) {
@@ -229,6 +201,33 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     return parsed.token;
   }
 
+  /**
+   * The caller's signal, aborted also at the overall deadline. Not AbortSignal.any: on Node 20 its
+   * timeout source can be collected before it fires, and the deadline then never comes.
+   */
+  function withDeadline(signal: AbortSignal | undefined): AbortSignal {
+    if (!signal) return AbortSignal.timeout(deadlineMs);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException('upstream deadline', 'TimeoutError')), deadlineMs).unref();
+    signal.addEventListener('abort', () => (clearTimeout(timer), controller.abort(signal.reason)), { once: true });
+    return controller.signal;
+  }
+
+  /** Concurrent token fetches for one scope and credential identity share one request, under the deadline alone (not one caller's abort). */
+  const tokenFlights = new Map<string, Promise<string>>();
+  function sharedToken(params: Readonly<Record<string, string>>, scope: string, credentials: Credentials | undefined, refused: string | undefined): Promise<string> {
+    const key = tokenKey(scope, credentials);
+    // Another request's fetch may have ended since this one was sent: its token is as good (unless it is the one refused).
+    const cached = tokens.get(key);
+    if (cached !== undefined && cached !== refused) return Promise.resolve(cached);
+    let flight = tokenFlights.get(key);
+    if (!flight) {
+      flight = fetchToken(params, scope, credentials, AbortSignal.timeout(deadlineMs)).finally(() => tokenFlights.delete(key));
+      tokenFlights.set(key, flight);
+    }
+    return flight;
+  }
+
   /** Tokens are cached per scope and credential identity: one client's token never serves another's request. */
   function tokenKey(scope: string, credentials: Credentials | undefined): string {
     return `${scope}|${credentials?.id ?? 'anonymous'}`;
@@ -239,7 +238,9 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
    * final response whatever its status; the caller reads or dumps its body.
    */
   async function send(kind: Kind, method: string, path: string, repository: string, extra: Record<string, string>, options: RequestOptions) {
-    const { signal, credentials } = options;
+    const { credentials } = options;
+    // Everything but a blob body (bounded by cache.fillTimeout) has an overall deadline too.
+    const signal = kind === 'blob' ? options.signal : withDeadline(options.signal);
     const refusedUntil = credentials ? refusedCredentials.get(credentials.id) : undefined;
     if (refusedUntil !== undefined && refusedUntil > deps.now()) {
       deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'refused_recently' });
@@ -265,7 +266,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
         answeredChallenge = true;
         const bearer = challenges.find((c) => c.scheme === 'bearer');
         if (bearer) {
-          token = await fetchToken(bearer.params, scope, credentials, signal);
+          token = await sharedToken(bearer.params, scope, credentials, token);
           continue;
         }
         if (challenges.some((c) => c.scheme === 'basic') && credentials && !sendBasic) {
