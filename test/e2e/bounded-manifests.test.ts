@@ -1,20 +1,15 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { freePort, startDaemon, waitUntil, type Daemon } from '../helpers/processes.js';
+import { freePort, startDaemon, statusKb, waitUntil, type Daemon } from '../helpers/processes.js';
 
 const MiB = 2 ** 20;
 
-/** Kilobytes of one `Vm*` line of /proc/<pid>/status. */
-async function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-}
 
 /**
  * A hostile upstream: every manifest is a chunked body of `bytes`, sent as fast as the socket

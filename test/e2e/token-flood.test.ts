@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
-import { freePort, startDaemon, waitUntil, type Daemon } from '../helpers/processes.js';
+import { freePort, startDaemon, statusKb, waitUntil, type Daemon } from '../helpers/processes.js';
 
-async function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-}
 
 describe('memory under a token flood (server.tokenMemoryBytes)', { timeout: 180_000 }, () => {
   let root: string;
