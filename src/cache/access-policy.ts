@@ -70,7 +70,11 @@ export function createAccessPolicy(
   const verified = new LRUCache<string, number>({ max: MAX_CREDENTIAL_PROOFS });
   const key = (link: RepositoryRecord, credentials: Credentials) => `${link.upstream}\0${link.repository}\0${credentials.id}`;
 
-  const isFresh = (provenAt: number | undefined, link: RepositoryRecord) => provenAt !== undefined && deps.now() - provenAt < options.accessTtlMs(link.upstream);
+  // A proof from the future (the clock stepped back) is not fresh: its age is unknown.
+  const isFresh = (provenAt: number | undefined, link: RepositoryRecord) => {
+    const age = provenAt === undefined ? -1 : deps.now() - provenAt;
+    return age >= 0 && age < options.accessTtlMs(link.upstream);
+  };
   const isShared = (link: RepositoryRecord) => options.configured(link.upstream)?.isShared === true;
 
   /**

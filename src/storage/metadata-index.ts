@@ -202,7 +202,7 @@ class SqliteMetadataIndex implements MetadataIndex {
     this.#isLinked = db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM repository_content WHERE upstream = ? AND repository = ? AND digest = ?');
     this.#markPublic = db.prepare(
       `INSERT INTO public_repositories (upstream, repository, proven_at) VALUES (?, ?, ?)
-       ON CONFLICT (upstream, repository) DO UPDATE SET proven_at = MAX(proven_at, excluded.proven_at)`,
+       ON CONFLICT (upstream, repository) DO UPDATE SET proven_at = excluded.proven_at`,
     );
     this.#unmarkPublic = db.prepare('DELETE FROM public_repositories WHERE upstream = ? AND repository = ?');
     this.#publicProvenAt = db.prepare<[string, string], number>('SELECT proven_at FROM public_repositories WHERE upstream = ? AND repository = ?').pluck();

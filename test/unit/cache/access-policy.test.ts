@@ -144,4 +144,13 @@ describe('access policy', () => {
     assert.equal(policy.isVisible(LINK, undefined, true), true);
     assert.equal(policy.isVisible(OTHER, alice, true), true);
   });
+
+  it('takes a proof from the future (the clock stepped back) as stale, and the next proof replaces it', async () => {
+    const upstream = fakeProbe(() => 'ok');
+    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    clock -= 3_600_000;
+    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    assert.equal(upstream.calls.length, 2, 'asked again once, then fresh at the new time');
+  });
 });
