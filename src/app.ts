@@ -16,14 +16,13 @@ import type { Config } from './config/config.js';
 import { loadCredentials } from './config/credentials.js';
 import { ConfigError } from './config/load-config.js';
 import { parseListenAddress } from './config/units.js';
-import { createAuthSessions, sessionBytes } from './http/auth-challenge.js';
+import { createAuthSessions } from './http/auth-challenge.js';
 import { createHttpApp } from './http/create-http-app.js';
-import { BUCKET_BYTES, createTokenRateLimiter } from './http/token-rate-limit.js';
+import { createTokenRateLimiter } from './http/token-rate-limit.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createBlobStore, type BlobStore } from './storage/blob-store.js';
 import { createManifestCache } from './storage/manifest-cache.js';
-import { createMemoryLru } from './storage/memory-lru.js';
 import { createMetadataIndex } from './storage/metadata-index.js';
 import { reconcileStorage } from './storage/reconcile.js';
 import { acquireStorageLock, type StorageLock } from './storage/storage-lock.js';
@@ -200,11 +199,8 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   const adminToken = config.admin.token ?? (config.admin.tokenFile ? readConfiguredFile('admin.tokenFile', config.admin.tokenFile).toString('utf8').trim() : undefined);
   const admin = adminToken ? { admin: createCacheAdmin({ index, store, keeper }), token: adminToken, gcGraceMs: GC_GRACE_MS } : undefined;
   const auth = {
-    sessions: createAuthSessions({ ttlMs: TOKEN_TTL_MS, maxBytes: config.server.tokenMemoryBytes }, { now, newStore: (maxBytes) => createMemoryLru({ maxBytes, sizeOf: sessionBytes }) }),
-    limiter: createTokenRateLimiter(
-      { perSecond: config.server.tokenRatePerSecond, burst: config.server.tokenBurst },
-      { now, newStore: (maxBytes) => createMemoryLru({ maxBytes, sizeOf: () => BUCKET_BYTES }) },
-    ),
+    sessions: createAuthSessions({ ttlMs: TOKEN_TTL_MS, maxBytes: config.server.tokenMemoryBytes }, { now }),
+    limiter: createTokenRateLimiter({ perSecond: config.server.tokenRatePerSecond, burst: config.server.tokenBurst }, { now }),
   };
   const servedHistory = createServedHistory({ windowMs: 3_600_000, bucketMs: 60_000 }, { now });
   const app = createHttpApp({

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { parseBasicAuthorization, type Credentials } from '../config/credentials.js';
 import { OciError } from '../oci/errors.js';
+import { createMemoryLru } from './memory-lru.js';
 import { labels } from './request-context.js';
 import type { TokenRateLimiter } from './token-rate-limit.js';
 
@@ -22,14 +23,6 @@ export interface AuthSessions {
   readonly sizeBytes: number;
 }
 
-/** Where sessions live: a bytes-bounded LRU (storage's memory LRU, injected: http may not reach lru-cache). */
-export type SessionStoreFactory = (maxBytes: number) => {
-  get(token: string): Session | undefined;
-  set(token: string, session: Session): void;
-  delete(token: string): void;
-  readonly sizeBytes: number;
-};
-
 export interface Session {
   readonly credentials: Credentials | undefined;
   readonly expiresAt: number;
@@ -42,7 +35,7 @@ const SESSION_OVERHEAD_BYTES = 320;
 export const MAX_CREDENTIAL_BYTES = 4096;
 
 /** The bytes a session is counted at: strings at two bytes a character, which is what V8 may use. */
-export function sessionBytes(session: Session): number {
+function sessionBytes(session: Session): number {
   const credentials = session.credentials;
   return SESSION_OVERHEAD_BYTES + (credentials ? 2 * (credentials.username.length + credentials.password.length) : 0);
 }
@@ -56,11 +49,11 @@ export function sessionBytes(session: Session): number {
  */
 export function createAuthSessions(
   options: { ttlMs: number; maxBytes: number },
-  deps: { now: () => number; newStore: SessionStoreFactory },
+  deps: { now: () => number },
 ): AuthSessions {
   const probationBytes = Math.floor(options.maxBytes / 4);
-  const probation = deps.newStore(probationBytes);
-  const used = deps.newStore(options.maxBytes - probationBytes);
+  const probation = createMemoryLru<Session>({ maxBytes: probationBytes, sizeOf: sessionBytes });
+  const used = createMemoryLru<Session>({ maxBytes: options.maxBytes - probationBytes, sizeOf: sessionBytes });
   return {
     issue(credentials) {
       if (credentials && Buffer.byteLength(credentials.username) + Buffer.byteLength(credentials.password) > MAX_CREDENTIAL_BYTES) {

@@ -1,3 +1,5 @@
+import { createMemoryLru } from './memory-lru.js';
+
 /** Token issuance per client address; see {@link createTokenRateLimiter}. */
 export interface TokenRateLimiter {
   /** Takes one token for `address`: undefined when allowed, else the seconds until one is. */
@@ -9,14 +11,8 @@ interface Bucket {
   updatedAt: number;
 }
 
-/** Where buckets live: a bounded LRU (injected, like the session store). */
-export type BucketStoreFactory = (maxBytes: number) => {
-  get(address: string): Bucket | undefined;
-  set(address: string, bucket: Bucket): void;
-};
-
 /** One address's bucket and its map entry, roughly. */
-export const BUCKET_BYTES = 160;
+const BUCKET_BYTES = 160;
 /** Buckets kept at most: an evicted address starts again with a full bucket, which is harmless. */
 const MAX_BUCKET_BYTES = 2 * 2 ** 20;
 
@@ -25,8 +21,8 @@ const MAX_BUCKET_BYTES = 2 * 2 ** 20;
  * keyed by their /64, which one host can fill with addresses. The buckets themselves sit in a
  * bounded LRU, so a flood from many addresses costs a fixed amount of memory.
  */
-export function createTokenRateLimiter(options: { perSecond: number; burst: number }, deps: { now: () => number; newStore: BucketStoreFactory }): TokenRateLimiter {
-  const buckets = deps.newStore(MAX_BUCKET_BYTES);
+export function createTokenRateLimiter(options: { perSecond: number; burst: number }, deps: { now: () => number }): TokenRateLimiter {
+  const buckets = createMemoryLru<Bucket>({ maxBytes: MAX_BUCKET_BYTES, sizeOf: () => BUCKET_BYTES });
   return {
     take(address) {
       if (options.perSecond <= 0) return undefined;

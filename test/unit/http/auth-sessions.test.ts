@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { makeCredentials } from '../../../src/config/credentials.js';
-import { createAuthSessions, sessionBytes } from '../../../src/http/auth-challenge.js';
-import { clientKey, createTokenRateLimiter, BUCKET_BYTES } from '../../../src/http/token-rate-limit.js';
+import { createAuthSessions } from '../../../src/http/auth-challenge.js';
+import { clientKey, createTokenRateLimiter } from '../../../src/http/token-rate-limit.js';
 import { OciError } from '../../../src/oci/errors.js';
-import { createMemoryLru } from '../../../src/storage/memory-lru.js';
 
 const MiB = 2 ** 20;
 
 function sessions(maxBytes: number, now = () => 0) {
-  return createAuthSessions({ ttlMs: 3_600_000, maxBytes }, { now, newStore: (bytes) => createMemoryLru({ maxBytes: bytes, sizeOf: sessionBytes }) });
+  return createAuthSessions({ ttlMs: 3_600_000, maxBytes }, { now });
 }
 
 describe('token sessions under a flood', () => {
@@ -59,7 +58,7 @@ describe('token sessions under a flood', () => {
 describe('token rate limit per address', () => {
   it('gives a burst, then asks to retry, refilling at its rate; other addresses are unaffected', () => {
     let now = 0;
-    const limiter = createTokenRateLimiter({ perSecond: 2, burst: 3 }, { now: () => now, newStore: (maxBytes) => createMemoryLru({ maxBytes, sizeOf: () => BUCKET_BYTES }) });
+    const limiter = createTokenRateLimiter({ perSecond: 2, burst: 3 }, { now: () => now });
     for (let i = 0; i < 3; i++) assert.equal(limiter.take('127.0.0.1'), undefined);
     assert.equal(limiter.take('127.0.0.1'), 1);
     assert.equal(limiter.take('127.0.0.2'), undefined);

@@ -14,8 +14,8 @@ export interface MemoryLru<V> {
 
 /**
  * A least-recently-used map bounded in bytes, for the HTTP layer's per-client state (token
- * sessions, rate-limit buckets), which may not reach lru-cache itself. `sizeOf` estimates what an
- * entry holds (its strings and the map's own overhead); a flood of entries evicts the coldest.
+ * sessions, rate-limit buckets). `sizeOf` estimates what an entry holds (its strings and the
+ * map's own overhead); a flood of entries evicts the coldest.
  */
 export function createMemoryLru<V extends object>(options: { maxBytes: number; sizeOf: (value: V, key: string) => number }): MemoryLru<V> {
   const lru = new LRUCache<string, V>({
