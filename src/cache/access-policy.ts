@@ -142,10 +142,11 @@ export function createAccessPolicy(
       if (isShared(link)) return;
       const publicContent = deps.index.publicContentProvenAt(link.upstream, digest);
       if (publicContent !== undefined && isFresh(publicContent, link)) return;
-      const coveredContent = deps.index.publicContentProvenAt(link.upstream, digest, { coveringOnly: true });
-      if (isOffline && coveredContent !== undefined) return;
       const linked = isLinked ?? deps.index.isLinked(link, digest);
       if (linked && hasProof(link, requester, isOffline, digest)) return;
+      // Asked only off the hot path: whether an old anonymous proof covers it, for offline or an outage.
+      const coveredContent = publicContent === undefined ? undefined : deps.index.publicContentProvenAt(link.upstream, digest, { coveringOnly: true });
+      if (isOffline && coveredContent !== undefined) return;
       if (isOffline) throw deny(link, requester, linked ? 'the upstream is offline and has not vouched for them' : 'the content is cached for another repository and the upstream is offline');
       // Not linked: access to this repository says nothing about a digest cached for another one, so the upstream is asked.
       const isConfirmed = await prove(link, requester, probe, coveredContent !== undefined || (linked && hasProof(link, requester, true, digest)));
