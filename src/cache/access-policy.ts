@@ -32,21 +32,21 @@ export interface ConfiguredCredentials {
 export interface AccessPolicy {
   /** What to send upstream for this requester: its own credentials; else configured ones where that reveals nothing private. */
   upstreamCredentials(link: RepositoryRecord, requester: Credentials | undefined): Credentials | undefined;
-  /** Throws OciError UNAUTHORIZED unless the requester may read `link` (a tag's repository). */
-  authorizeRepository(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, isOffline: boolean, options?: { digest?: string }): Promise<void>;
+  /**
+   * Throws OciError UNAUTHORIZED unless the requester may read `link` (a tag's repository, and
+   * `digest`, what the tag points at): on a fresh proof, else on the upstream's answer to `probe`.
+   */
+  authorizeRepository(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, options?: { digest?: string }): Promise<void>;
   /**
    * The same for one digest asked for through `link`, which must be content of that repository:
    * linked to it, or confirmed there by `probe`. The caller has checked that `link.upstream`
    * holds the digest (or is delivering it: `isLinked` then says whether it is for this repository).
    */
-  authorizeContent(
-    link: RepositoryRecord,
-    digest: string,
-    requester: Credentials | undefined,
-    probe: AccessProbe,
-    isOffline: boolean,
-    options?: { isLinked?: boolean },
-  ): Promise<void>;
+  authorizeContent(link: RepositoryRecord, digest: string, requester: Credentials | undefined, probe: AccessProbe, options?: { isLinked?: boolean }): Promise<void>;
+  /** {@link authorizeRepository} without the upstream (offline): on the proofs at hand, of any age. */
+  authorizeRepositoryLocally(link: RepositoryRecord, requester: Credentials | undefined, options?: { digest?: string }): void;
+  /** {@link authorizeContent} without the upstream (offline): on the proofs at hand, of any age. */
+  authorizeContentLocally(link: RepositoryRecord, digest: string, requester: Credentials | undefined): void;
   /** The upstream served `link` to these credentials (undefined: to an anonymous request). */
   recordSuccess(link: RepositoryRecord, used: Credentials | undefined): void;
   /** Whether cached content of `link` may be shown without asking (listings while the upstream is down or offline). */
@@ -132,29 +132,40 @@ export function createAccessPolicy(
       return configured && (configured.isShared || isFresh(deps.index.publicProvenAt(link), link)) ? configured.credentials : undefined;
     },
 
-    async authorizeRepository(link, requester, probe, isOffline, { digest } = {}) {
-      if (hasProof(link, requester, isOffline, digest)) return;
-      if (isOffline) throw deny(link, requester, 'the upstream is offline and has not vouched for them');
+    async authorizeRepository(link, requester, probe, { digest } = {}) {
+      if (hasProof(link, requester, false, digest)) return;
       if (await prove(link, requester, probe, hasProof(link, requester, true, digest))) policy.recordSuccess(link, requester);
     },
 
-    async authorizeContent(link, digest, requester, probe, isOffline, { isLinked } = {}) {
+    authorizeRepositoryLocally(link, requester, { digest } = {}) {
+      if (!hasProof(link, requester, true, digest)) throw deny(link, requester, 'the upstream is offline and has not vouched for them');
+    },
+
+    async authorizeContent(link, digest, requester, probe, { isLinked } = {}) {
       if (isShared(link)) return;
       const publicContent = deps.index.publicContentProvenAt(link.upstream, digest);
       if (publicContent !== undefined && isFresh(publicContent, link)) return;
       const linked = isLinked ?? deps.index.isLinked(link, digest);
-      if (linked && hasProof(link, requester, isOffline, digest)) return;
-      // Asked only off the hot path: whether an old anonymous proof covers it, for offline or an outage.
-      const coveredContent = publicContent === undefined ? undefined : deps.index.publicContentProvenAt(link.upstream, digest, { coveringOnly: true });
-      if (isOffline && coveredContent !== undefined) return;
-      if (isOffline) throw deny(link, requester, linked ? 'the upstream is offline and has not vouched for them' : 'the content is cached for another repository and the upstream is offline');
+      if (linked && hasProof(link, requester, false, digest)) return;
+      // Asked only off the hot path: whether an old anonymous proof covers it, should the upstream be down.
+      const isCovered = publicContent !== undefined && deps.index.publicContentProvenAt(link.upstream, digest, { coveringOnly: true }) !== undefined;
       // Not linked: access to this repository says nothing about a digest cached for another one, so the upstream is asked.
-      const isConfirmed = await prove(link, requester, probe, coveredContent !== undefined || (linked && hasProof(link, requester, true, digest)));
+      const isConfirmed = await prove(link, requester, probe, isCovered || (linked && hasProof(link, requester, true, digest)));
       if (!isConfirmed) return;
       // Only the upstream's own yes links the digest here: a link taken on an outage's word would make it
       // public through this repository's next fresh anonymous proof, long after the outage.
       if (!linked) deps.index.linkRepository(link, digest);
       policy.recordSuccess(link, requester);
+    },
+
+    authorizeContentLocally(link, digest, requester) {
+      if (isShared(link)) return;
+      if (deps.index.publicContentProvenAt(link.upstream, digest, { coveringOnly: true }) !== undefined) return;
+      const publicContent = deps.index.publicContentProvenAt(link.upstream, digest);
+      if (publicContent !== undefined && isFresh(publicContent, link)) return;
+      const linked = deps.index.isLinked(link, digest);
+      if (linked && hasProof(link, requester, true, digest)) return;
+      throw deny(link, requester, linked ? 'the upstream is offline and has not vouched for them' : 'the content is cached for another repository and the upstream is offline');
     },
 
     recordSuccess(link, used) {

@@ -9,10 +9,11 @@ import type { BlobStore } from '../storage/blob-store.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Route } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
-import type { ManifestFill } from './manifest-fill.js';
 import type { LookupResult, ManifestResult, ReferrersResult } from './registry.js';
 import { SingleFlight } from './single-flight.js';
-import { isTagFresh, isUpstreamOutage, staleWarning } from './tag-freshness.js';
+import { isTagFresh, isUpstreamOutage, revalidationFailed } from './tag-freshness.js';
+import { answerReferrers } from './referrers-answer.js';
+import type { LocalRegistry } from './local-registry.js';
 
 /**
  * Bounds on following an upstream's referrers pages: containerd's own 64 pages and 4096
@@ -29,7 +30,7 @@ export const NO_API_TTL_MS = 15 * 60_000;
 interface StoredAnswer {
   readonly digest: string;
   readonly bytes: Buffer;
-  readonly warning?: string | undefined;
+  readonly staleBecause?: string | undefined;
 }
 
 /**
@@ -42,12 +43,11 @@ interface StoredAnswer {
 export function createReferrersLookup(
   options: {
     readonly tagTtlMs: (upstreamHost: string, tag: string) => number;
-    readonly isOffline: (upstreamHost: string) => boolean;
   },
   deps: {
     readonly index: MetadataIndex;
     readonly store: BlobStore;
-    readonly manifests: ManifestFill;
+    readonly local: LocalRegistry;
     readonly access: AccessPolicy;
     readonly metrics: Metrics;
     readonly logger: Logger;
@@ -111,73 +111,40 @@ export function createReferrersLookup(
       } else {
         try {
           const tagged = await deps.byTag(route, fallbackTag(subject), [MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList], requester);
-          const manifests = tagged.bytes ? indexManifests(tagged.bytes) : undefined;
+          const manifests = indexManifests(tagged.bytes);
           // A fallback tag that is no index lists nothing we could answer with.
-          answer = tagged.bytes && manifests ? { digest: tagged.digest, bytes: tagged.bytes, warning: tagged.staleWarning } : await store(link, []);
+          answer = manifests ? { digest: tagged.digest, bytes: tagged.bytes, staleBecause: tagged.staleBecause } : await store(link, []);
         } catch (err) {
           if (!(err instanceof OciError && err.code === 'MANIFEST_UNKNOWN')) throw err;
           answer = await store(link, []);
         }
       }
-      if (!answer.warning) index.putTag(link, referrersTagName(subject), { digest: answer.digest, mediaType: MEDIA_TYPES.ociIndex, checkedAt: deps.now() });
+      if (!answer.staleBecause) index.putTag(link, referrersTagName(subject), { digest: answer.digest, mediaType: MEDIA_TYPES.ociIndex, checkedAt: deps.now() });
       return answer;
     }).promise;
   }
 
-  function answer(link: RepositoryRecord, stored: StoredAnswer, lookup: LookupResult, artifactType: string | undefined, warning?: string): ReferrersResult {
-    metrics.cacheLookups.inc({ kind: 'referrers', result: lookup });
-    index.recordAccess(stored.digest);
-    const all = referrerDescriptors(indexManifests(stored.bytes) ?? []);
-    const descriptors = artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
-    const source = lookup === 'miss' || lookup === 'joined' ? 'upstream' : 'cache';
-    return { bytes: referrersIndex(descriptors), isFiltered: artifactType !== undefined, source, result: lookup, upstream: link.upstream, staleWarning: warning ?? stored.warning };
-  }
+  const answer = (link: RepositoryRecord, stored: StoredAnswer, lookup: LookupResult, artifactType: string | undefined, staleBecause?: string) =>
+    answerReferrers(deps, link, stored, lookup, artifactType, staleBecause ?? stored.staleBecause);
 
-  async function cached(link: RepositoryRecord, tag: string): Promise<{ checkedAt: number; stored: StoredAnswer } | undefined> {
-    const row = index.getTag(link, tag);
-    const local = row ? await deps.manifests.local(row.digest) : undefined;
-    return row && local ? { checkedAt: row.checkedAt, stored: { digest: local.digest, bytes: local.bytes } } : undefined;
-  }
-
+  /** Referrers through the upstream: the cached answer while fresh, else asked again (the cached one served while the upstream is down). */
   async function get(route: Route, subject: Digest, request: { artifactType?: string | undefined; requester: Credentials | undefined }): Promise<ReferrersResult> {
     const link = { upstream: route.upstream.host, repository: route.repository };
-    const isOffline = options.isOffline(link.upstream);
     const { artifactType, requester } = request;
     // The same rules as the subject's repository: a tags page is the cheapest proof of read access.
     const probe = (credentials: Credentials | undefined) => route.upstream.listTagsPage(link.repository, { credentials, next: `/v2/${link.repository}/tags/list?n=1` });
-    const known = await cached(link, referrersTagName(subject));
-    if (known) {
-      await access.authorizeRepository(link, requester, probe, isOffline);
-      if (isOffline || isTagFresh(known.checkedAt, deps.now(), options.tagTtlMs(link.upstream, fallbackTag(subject)))) return answer(link, known.stored, 'hit', artifactType);
-      try {
-        const fresh = await refresh(route, link, subject, requester);
-        return answer(link, fresh, fresh.digest === known.stored.digest ? 'revalidated' : 'miss', artifactType);
-      } catch (err) {
-        if (!isUpstreamOutage(err)) throw err;
-        deps.logger.warn({ upstream: link.upstream, repository: link.repository, subject: subject.value, err: err.message }, 'serving cached referrers: upstream could not revalidate them');
-        return answer(link, known.stored, 'stale', artifactType, staleWarning(err));
-      }
+    const known = await deps.local.cachedTag(link, referrersTagName(subject));
+    if (!known) return answer(link, await refresh(route, link, subject, requester), 'miss', artifactType);
+    await access.authorizeRepository(link, requester, probe);
+    if (isTagFresh(known.record.checkedAt, deps.now(), options.tagTtlMs(link.upstream, fallbackTag(subject)))) return answer(link, known.manifest, 'hit', artifactType);
+    try {
+      const fresh = await refresh(route, link, subject, requester);
+      return answer(link, fresh, fresh.digest === known.manifest.digest ? 'revalidated' : 'miss', artifactType);
+    } catch (err) {
+      if (!isUpstreamOutage(err)) throw err;
+      deps.logger.warn({ upstream: link.upstream, repository: link.repository, subject: subject.value, err: err.message }, 'serving cached referrers: upstream could not revalidate them');
+      return answer(link, known.manifest, 'stale', artifactType, revalidationFailed(err));
     }
-    if (isOffline) {
-      // A fallback tag fetched or imported earlier answers as it did online.
-      const tagged = await cached(link, fallbackTag(subject));
-      if (tagged) {
-        await access.authorizeRepository(link, requester, probe, true);
-        return answer(link, tagged.stored, 'hit', artifactType);
-      }
-      // The spec allows no 404 here: "none that this cache knows of", said so.
-      metrics.cacheLookups.inc({ kind: 'referrers', result: 'offline_miss' });
-      return {
-        bytes: referrersIndex([]),
-        isFiltered: artifactType !== undefined,
-        source: 'cache',
-        result: 'stale',
-        upstream: link.upstream,
-        staleWarning: `111 pullthrough "Upstream ${link.upstream} is offline and no referrers of ${subject.value} are cached"`,
-      };
-    }
-    const fresh = await refresh(route, link, subject, requester);
-    return answer(link, fresh, 'miss', artifactType);
   }
 
   return { get };

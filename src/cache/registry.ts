@@ -3,6 +3,8 @@ import type { Credentials } from '../config/credentials.js';
 import type { Digest } from '../oci/digest.js';
 import type { ManifestReference, RepositoryRequest } from '../oci/reference.js';
 import type { ByteRange } from '../storage/blob-store.js';
+import type { RepositoryRecord } from '../storage/metadata-index.js';
+import type { Route } from '../upstream/upstream-router.js';
 
 export type { ByteRange };
 
@@ -20,14 +22,14 @@ export interface ManifestResult {
   readonly digest: string;
   readonly mediaType: string;
   readonly size: number;
-  /** The exact bytes; absent for HEAD answers that did not need them. */
-  readonly bytes: Buffer | undefined;
+  /** The exact bytes. */
+  readonly bytes: Buffer;
   readonly source: Source;
   readonly result: LookupResult;
   /** The upstream host the request was routed to. */
   readonly upstream: string;
-  /** Set when a cached answer is served because the upstream could not revalidate it. */
-  readonly staleWarning?: string | undefined;
+  /** Why a cached answer is served without the upstream's confirmation (it could not revalidate it, or is offline). */
+  readonly staleBecause?: string | undefined;
 }
 
 export interface BlobResult {
@@ -37,8 +39,12 @@ export interface BlobResult {
   readonly source: Source;
   readonly result: LookupResult;
   readonly upstream: string;
-  /** Sends the bytes (all, or one range). Absent for HEAD. */
-  readonly send: BlobSender | undefined;
+}
+
+/** A blob to read: {@link BlobResult} with its bytes. */
+export interface BlobContent extends BlobResult {
+  /** Sends the bytes (all, or one range); call it at most once. */
+  readonly send: BlobSender;
 }
 
 /**
@@ -56,7 +62,7 @@ export interface ReferrersResult {
   readonly source: Source;
   readonly result: LookupResult;
   readonly upstream: string;
-  readonly staleWarning?: string | undefined;
+  readonly staleBecause?: string | undefined;
 }
 
 export interface Page<T> {
@@ -70,24 +76,37 @@ export interface PageOptions {
 }
 
 export interface ReadOptions {
-  readonly method: 'GET' | 'HEAD';
-  readonly signal?: AbortSignal | undefined;
   /** The requester's own credentials (Basic, or behind one of our tokens); absent: anonymous. */
   readonly credentials?: Credentials | undefined;
 }
 
-/**
- * The registry as the HTTP layer sees it. It cannot tell a cache hit from a miss: every answer
- * has the same shape. Protocol failures are OciErrors; upstream failures are UpstreamErrors.
- */
-export interface Registry {
-  getManifest(request: RepositoryRequest, reference: ManifestReference, options: ReadOptions & { accept: readonly string[] }): Promise<ManifestResult>;
-  getBlob(request: RepositoryRequest, digest: Digest, options: ReadOptions): Promise<BlobResult>;
+export type TagPage = Page<string> & { readonly staleBecause?: string | undefined };
+
+/** The reads of a registry, of a repository named by `Target`. */
+export interface RegistryReads<Target> {
+  getManifest(target: Target, reference: ManifestReference, options: ReadOptions & { accept: readonly string[] }): Promise<ManifestResult>;
+  /** A blob's size and where it came from, without its bytes (an uncached one is asked of the upstream, not filled). */
+  statBlob(target: Target, digest: Digest, options: ReadOptions): Promise<BlobResult>;
+  getBlob(target: Target, digest: Digest, options: ReadOptions): Promise<BlobContent>;
   /** Referrers of `subject` in the named repository; never "not found" (an empty index means none). */
-  getReferrers(request: RepositoryRequest, subject: Digest, options: ReadOptions & { artifactType?: string | undefined }): Promise<ReferrersResult>;
-  listTags(
-    request: RepositoryRequest,
-    options: PageOptions & { signal?: AbortSignal | undefined; credentials?: Credentials | undefined },
-  ): Promise<Page<string> & { staleWarning?: string | undefined }>;
+  getReferrers(target: Target, subject: Digest, options: ReadOptions & { artifactType?: string | undefined }): Promise<ReferrersResult>;
+  listTags(target: Target, options: PageOptions & ReadOptions): Promise<TagPage>;
+}
+
+/**
+ * The registry as the HTTP layer sees it (distribution's `distribution.Repository` reads), by
+ * the name a client asked for: it cannot tell a cache hit from a miss, every answer has the same
+ * shape, and every failure is an OciError (upstream failures are mapped in client-errors.ts).
+ */
+export interface Registry extends RegistryReads<RepositoryRequest> {
   listRepositories(options: PageOptions, credentials?: Credentials | undefined): Promise<Page<string>>;
+}
+
+/**
+ * The same reads for a request already routed (the upstream and the repository as it knows
+ * it): what the local registry and the proxy decorating it implement. See src/README.md.
+ */
+export interface RoutedRegistry extends RegistryReads<Route> {
+  /** Every repository of every upstream this requester may see; `publicName` names them for clients. */
+  listRepositories(options: PageOptions, credentials: Credentials | undefined, publicName: (link: RepositoryRecord) => string): Promise<Page<string>>;
 }

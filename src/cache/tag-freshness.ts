@@ -46,8 +46,7 @@ export function isUpstreamOutage(err: unknown): err is UpstreamError {
   return err.kind === 'status' && err.status !== undefined && (err.status === 429 || err.status >= 500);
 }
 
-/** The RFC 9111 §5.5 style warning sent with a stale answer. */
-export function staleWarning(err: UpstreamError): string {
-  const reason = err.message.replace(/["\\]/g, "'");
-  return `111 pullthrough "Revalidation failed: ${reason}"`;
+/** Why a cached answer is served stale: the upstream's failure, for the client's Warning header. */
+export function revalidationFailed(err: UpstreamError): string {
+  return `Revalidation failed: ${err.message}`;
 }

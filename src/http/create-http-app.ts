@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { OciError } from '../oci/errors.js';
 import { createTokenHandler, requesterOf, type AuthSessions } from './auth-challenge.js';
-import { createErrorHandler, sendOciError, upstreamFailureOf } from './error-handler.js';
+import { createErrorHandler, sendOciError } from './error-handler.js';
 import { labels, setApiVersion } from './request-context.js';
 import { createAdminRouter, requireAdminToken } from './routes/admin.js';
 import { createBlobHandler } from './routes/blobs.js';
@@ -49,8 +49,7 @@ const REFERRERS_PATH = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 
 /** Keeps an upstream failure's cause (the socket error under an UpstreamError) for the access-log line. */
 const noteUpstreamFailure: ErrorRequestHandler = (err, _req, res, next) => {
-  const failure = upstreamFailureOf(err);
-  if (failure !== undefined) labels(res).upstreamError = failure;
+  if (err instanceof OciError && err.upstreamFailure !== undefined) labels(res).upstreamError = err.upstreamFailure;
   next(err);
 };
 

@@ -43,3 +43,8 @@ export function repositoryRequest(req: Request, name: string): RepositoryRequest
 export function setApiVersion(res: Response): void {
   res.setHeader('docker-distribution-api-version', 'registry/2.0');
 }
+
+/** The RFC 9111 §5.5 style Warning for an answer the upstream did not confirm (stale, or offline). */
+export function staleWarning(reason: string): string {
+  return `111 pullthrough "${reason.replace(/["\\]/g, "'")}"`;
+}

@@ -36,16 +36,19 @@ export class OciError extends Error {
   readonly detail: unknown;
   /** Extra response headers, e.g. `Content-Range` on a 416 or `Retry-After` on a 429. */
   readonly headers: Readonly<Record<string, string>>;
+  /** What went wrong upstream, socket error included (`ECONNREFUSED`): for the access log, never sent. */
+  readonly upstreamFailure: string | undefined;
 
   constructor(
     code: OciErrorCode,
     message?: string,
-    options: { detail?: unknown; cause?: unknown; headers?: Record<string, string> } = {},
+    options: { detail?: unknown; cause?: unknown; headers?: Record<string, string>; upstreamFailure?: string | undefined } = {},
   ) {
     super(message ?? OCI_ERROR_CODES[code].message, { cause: options.cause });
     this.code = code;
     this.detail = options.detail;
     this.headers = options.headers ?? {};
+    this.upstreamFailure = options.upstreamFailure;
   }
 
   get status(): number {

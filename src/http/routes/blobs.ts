@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import type { BlobSender, ByteRange, Registry } from '../../cache/registry.js';
+import type { BlobResult, BlobSender, ByteRange, Registry } from '../../cache/registry.js';
 import type { Logger } from '../../logger.js';
 import { parseDigest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
@@ -19,7 +19,9 @@ export function createBlobHandler(registry: Registry, logger: Logger, options: {
     }
     const params = req.params as Record<string, string>;
     const digest = parseDigest(params['1'] ?? '');
-    const blob = await registry.getBlob(repositoryRequest(req, params['0'] ?? ''), digest, { method: req.method, credentials: requesterCredentials(res) });
+    const request = repositoryRequest(req, params['0'] ?? '');
+    const readOptions = { credentials: requesterCredentials(res) };
+    const blob: BlobResult & { send?: BlobSender } = req.method === 'HEAD' ? await registry.statBlob(request, digest, readOptions) : await registry.getBlob(request, digest, readOptions);
     Object.assign(labels(res), { source: blob.source, result: blob.result, upstream: blob.upstream });
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('docker-content-digest', blob.digest);
@@ -27,7 +29,7 @@ export function createBlobHandler(registry: Registry, logger: Logger, options: {
     if (blob.size === undefined) {
       // The upstream sent no length; clients still get the bytes, chunked, but no ranges.
       res.status(200);
-      if (!blob.send || req.method === 'HEAD') return void res.end();
+      if (!blob.send) return void res.end();
       return send(blob.send, undefined, undefined);
     }
     res.setHeader('accept-ranges', 'bytes');
@@ -47,7 +49,7 @@ export function createBlobHandler(registry: Registry, logger: Logger, options: {
       res.status(200);
       res.setHeader('content-length', String(blob.size));
     }
-    if (!blob.send || req.method === 'HEAD') return void res.end();
+    if (!blob.send) return void res.end();
     return send(blob.send, slice, slice ? slice.end - slice.start + 1 : blob.size);
 
     async function send(sender: BlobSender, range: ByteRange | undefined, length: number | undefined): Promise<void> {

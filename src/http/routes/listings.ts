@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import type { Page, PageOptions, Registry } from '../../cache/registry.js';
 import { OciError } from '../../oci/errors.js';
-import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
+import { labels, repositoryRequest, requesterCredentials, staleWarning } from '../request-context.js';
 
 const MAX_PAGE = 10_000;
 
@@ -37,7 +37,7 @@ export function createTagsHandler(registry: Registry) {
     const name = (req.params as Record<string, string>)['0'] ?? '';
     const options = pageOptions(req);
     const page = await registry.listTags(repositoryRequest(req, name), { ...options, credentials: requesterCredentials(res) });
-    if (page.staleWarning) res.setHeader('warning', page.staleWarning);
+    if (page.staleBecause) res.setHeader('warning', staleWarning(page.staleBecause));
     setNextLink(req, res, page, options.n);
     res.json({ name, tags: page.items });
   };

@@ -4,7 +4,7 @@ import { OciError } from '../../oci/errors.js';
 import { parseAccept } from '../../oci/media-types.js';
 import { looksLikeDigest } from '../../oci/digest.js';
 import { parseManifestReference, type ManifestReference } from '../../oci/reference.js';
-import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
+import { labels, repositoryRequest, requesterCredentials, staleWarning } from '../request-context.js';
 
 /**
  * A reference that is no valid tag names no manifest: 404 MANIFEST_UNKNOWN, as distribution
@@ -30,7 +30,6 @@ export function createManifestHandler(registry: Registry) {
     const params = req.params as Record<string, string>;
     const reference = manifestReference(params['1'] ?? '');
     const manifest = await registry.getManifest(repositoryRequest(req, params['0'] ?? ''), reference, {
-      method: req.method,
       accept: parseAccept(req.headersDistinct['accept']),
       credentials: requesterCredentials(res),
     });
@@ -41,7 +40,7 @@ export function createManifestHandler(registry: Registry) {
     res.setHeader('docker-content-digest', manifest.digest);
     res.setHeader('etag', `"${manifest.digest}"`);
     res.setHeader('content-length', String(manifest.size));
-    if (manifest.staleWarning) res.setHeader('warning', manifest.staleWarning);
+    if (manifest.staleBecause) res.setHeader('warning', staleWarning(manifest.staleBecause));
     const ifNoneMatch = req.headers['if-none-match'];
     if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === `"${manifest.digest}"`)) {
       res.removeHeader('content-length');
@@ -49,7 +48,7 @@ export function createManifestHandler(registry: Registry) {
       return;
     }
     res.status(200);
-    if (req.method === 'HEAD' || !manifest.bytes) {
+    if (req.method === 'HEAD') {
       res.end();
       return;
     }

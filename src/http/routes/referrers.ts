@@ -3,7 +3,7 @@ import type { Registry } from '../../cache/registry.js';
 import { parseDigest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
 import { MEDIA_TYPES } from '../../oci/media-types.js';
-import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
+import { labels, repositoryRequest, requesterCredentials, staleWarning } from '../request-context.js';
 
 /**
  * `GET`/`HEAD /v2/<name>/referrers/<digest>[?artifactType=…]` (distribution-spec "Listing
@@ -20,7 +20,6 @@ export function createReferrersHandler(registry: Registry) {
     const subject = parseDigest(params['1'] ?? '');
     const artifactType = req.query['artifactType'];
     const answer = await registry.getReferrers(repositoryRequest(req, params['0'] ?? ''), subject, {
-      method: req.method,
       artifactType: typeof artifactType === 'string' && artifactType !== '' ? artifactType : undefined,
       credentials: requesterCredentials(res),
     });
@@ -28,7 +27,7 @@ export function createReferrersHandler(registry: Registry) {
     res.setHeader('content-type', MEDIA_TYPES.ociIndex);
     res.setHeader('content-length', String(answer.bytes.length));
     if (answer.isFiltered) res.setHeader('oci-filters-applied', 'artifactType');
-    if (answer.staleWarning) res.setHeader('warning', answer.staleWarning);
+    if (answer.staleBecause) res.setHeader('warning', staleWarning(answer.staleBecause));
     res.status(200);
     if (req.method === 'HEAD') return void res.end();
     Object.assign(labels(res), { expectedBytes: answer.bytes.length, sentBytes: answer.bytes.length });

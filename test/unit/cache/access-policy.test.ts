@@ -46,61 +46,61 @@ describe('access policy', () => {
 
   it('asks once for an anonymous requester, then takes the fresh proof without asking', async () => {
     const upstream = fakeProbe(() => 'ok');
-    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
-    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
-    await policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe, false);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe);
+    await policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe);
     assert.deepEqual(upstream.calls, [undefined]);
   });
 
   it('asks again once a proof is older than accessTtl, and a refusal ends the anonymous proof', async () => {
     let isPrivate = false;
     const upstream = fakeProbe((c) => (isPrivate && !c ? 'auth' : 'ok'));
-    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe);
     isPrivate = true;
     clock += TTL - 1;
-    await policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe, false);
+    await policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe);
     assert.equal(upstream.calls.length, 1, 'still fresh');
     clock += 2;
-    await assert.rejects(policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe, false), isDenied);
+    await assert.rejects(policy.authorizeContent(LINK, DIGEST, undefined, upstream.probe), isDenied);
     assert.equal(index.publicProvenAt(LINK), undefined, 'no longer public, even for an outage later');
-    await assert.rejects(policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'down').probe, false), isDenied);
+    await assert.rejects(policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'down').probe), isDenied);
   });
 
   it('keeps credential proofs per identity: alice\'s yes is not bob\'s', async () => {
     const upstream = fakeProbe((c) => (c?.username === 'alice' ? 'ok' : 'auth'));
-    await policy.authorizeRepository(LINK, alice, upstream.probe, false);
-    await policy.authorizeRepository(LINK, alice, upstream.probe, false);
-    await assert.rejects(policy.authorizeRepository(LINK, bob, upstream.probe, false), isDenied);
-    await assert.rejects(policy.authorizeRepository(LINK, undefined, upstream.probe, false), isDenied);
+    await policy.authorizeRepository(LINK, alice, upstream.probe);
+    await policy.authorizeRepository(LINK, alice, upstream.probe);
+    await assert.rejects(policy.authorizeRepository(LINK, bob, upstream.probe), isDenied);
+    await assert.rejects(policy.authorizeRepository(LINK, undefined, upstream.probe), isDenied);
     assert.deepEqual(upstream.calls, ['alice', 'bob', undefined]);
   });
 
   it('during an outage takes proofs of any age, but never for someone never proven', async () => {
-    await policy.authorizeRepository(LINK, alice, fakeProbe(() => 'ok').probe, false);
+    await policy.authorizeRepository(LINK, alice, fakeProbe(() => 'ok').probe);
     clock += 10 * TTL;
     const down = fakeProbe(() => 'down');
-    await policy.authorizeRepository(LINK, alice, down.probe, false);
-    await assert.rejects(policy.authorizeRepository(LINK, bob, down.probe, false), isDenied);
-    await assert.rejects(policy.authorizeRepository(LINK, undefined, down.probe, false), isDenied);
+    await policy.authorizeRepository(LINK, alice, down.probe);
+    await assert.rejects(policy.authorizeRepository(LINK, bob, down.probe), isDenied);
+    await assert.rejects(policy.authorizeRepository(LINK, undefined, down.probe), isDenied);
     // Offline: nothing is asked; the same rules.
     const never = fakeProbe(() => 'ok');
-    await policy.authorizeRepository(LINK, alice, never.probe, true);
-    await assert.rejects(policy.authorizeRepository(LINK, bob, never.probe, true), isDenied);
+    policy.authorizeRepositoryLocally(LINK, alice);
+    assert.throws(() => policy.authorizeRepositoryLocally(LINK, bob), isDenied);
     assert.deepEqual(never.calls, []);
   });
 
   it('asks about a digest cached for another repository, even for a requester proven for this one', async () => {
     const upstream = fakeProbe(() => 'ok');
-    await policy.authorizeRepository(OTHER, alice, upstream.probe, false);
-    await policy.authorizeContent(OTHER, DIGEST, alice, upstream.probe, false);
+    await policy.authorizeRepository(OTHER, alice, upstream.probe);
+    await policy.authorizeContent(OTHER, DIGEST, alice, upstream.probe);
     assert.deepEqual(upstream.calls, ['alice', 'alice'], 'the second call confirms the digest is in team/other');
     assert.ok(index.isLinked(OTHER, DIGEST));
-    await assert.rejects(policy.authorizeContent(OTHER, `sha256:${'b'.repeat(64)}`, alice, fakeProbe(() => 'missing').probe, false), isDenied);
-    await assert.rejects(policy.authorizeContent({ upstream: 'x', repository: 'y' }, DIGEST, alice, fakeProbe(() => 'ok').probe, true), isDenied);
+    await assert.rejects(policy.authorizeContent(OTHER, `sha256:${'b'.repeat(64)}`, alice, fakeProbe(() => 'missing').probe), isDenied);
+    assert.throws(() => policy.authorizeContentLocally({ upstream: 'x', repository: 'y' }, DIGEST, alice), isDenied);
   });
 
   it('makes a digest public only within its own upstream', async () => {
-    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe);
     assert.ok(index.publicContentProvenAt(LINK.upstream, DIGEST) !== undefined);
     assert.equal(index.publicContentProvenAt('elsewhere.example', DIGEST), undefined);
   });
@@ -108,33 +108,33 @@ describe('access policy', () => {
   it('lends configured credentials to anonymous requesters only for freshly proven public repositories, unless shared', async () => {
     configured = { credentials: makeCredentials('robot', 'x'), isShared: false };
     assert.equal(policy.upstreamCredentials(LINK, undefined), undefined);
-    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe);
     assert.equal(policy.upstreamCredentials(LINK, undefined)?.username, 'robot');
     clock += TTL;
     assert.equal(policy.upstreamCredentials(LINK, undefined), undefined, 'stale: the next fetch is anonymous and proves it again');
     assert.equal(policy.upstreamCredentials(LINK, alice), alice);
     configured = { credentials: makeCredentials('robot', 'x'), isShared: true };
     const never = fakeProbe(() => 'auth');
-    await policy.authorizeRepository(OTHER, undefined, never.probe, false);
+    await policy.authorizeRepository(OTHER, undefined, never.probe);
     assert.deepEqual(never.calls, []);
   });
 
   it('links a digest to the repository asked through only on the upstream\'s own yes, not on an outage\'s', async () => {
-    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe);
     clock += 2 * TTL;
     // Served on LINK's stale anonymous proof while the upstream is down (documented), but not remembered as OTHER's.
-    await policy.authorizeContent(OTHER, DIGEST, undefined, fakeProbe(() => 'down').probe, false);
+    await policy.authorizeContent(OTHER, DIGEST, undefined, fakeProbe(() => 'down').probe);
     assert.equal(index.isLinked(OTHER, DIGEST), false);
-    await policy.authorizeRepository(OTHER, undefined, fakeProbe(() => 'ok').probe, false);
-    await assert.rejects(policy.authorizeContent(OTHER, DIGEST, undefined, fakeProbe(() => 'missing').probe, false), isDenied);
+    await policy.authorizeRepository(OTHER, undefined, fakeProbe(() => 'ok').probe);
+    await assert.rejects(policy.authorizeContent(OTHER, DIGEST, undefined, fakeProbe(() => 'missing').probe), isDenied);
     const confirmed = fakeProbe(() => 'ok');
-    await policy.authorizeContent(OTHER, DIGEST, alice, confirmed.probe, false);
+    await policy.authorizeContent(OTHER, DIGEST, alice, confirmed.probe);
     assert.equal(index.isLinked(OTHER, DIGEST), true, 'a real yes links it');
   });
 
   it('shows a repository on the status page on a fresh proof only, of any age offline', async () => {
-    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe, false);
-    await policy.authorizeRepository(OTHER, alice, fakeProbe(() => 'ok').probe, false);
+    await policy.authorizeRepository(LINK, undefined, fakeProbe(() => 'ok').probe);
+    await policy.authorizeRepository(OTHER, alice, fakeProbe(() => 'ok').probe);
     assert.equal(policy.isVisible(LINK, undefined, false), true);
     assert.equal(policy.isVisible(OTHER, alice, false), true);
     assert.equal(policy.isVisible(OTHER, undefined, false), false);
@@ -147,10 +147,10 @@ describe('access policy', () => {
 
   it('takes a proof from the future (the clock stepped back) as stale, and the next proof replaces it', async () => {
     const upstream = fakeProbe(() => 'ok');
-    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe);
     clock -= 3_600_000;
-    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
-    await policy.authorizeRepository(LINK, undefined, upstream.probe, false);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe);
+    await policy.authorizeRepository(LINK, undefined, upstream.probe);
     assert.equal(upstream.calls.length, 2, 'asked again once, then fresh at the new time');
   });
 });

@@ -14,23 +14,13 @@ import type { ManifestFill } from './manifest-fill.js';
 import { NotFoundCache } from './not-found-cache.js';
 import type { LookupResult, ManifestResult } from './registry.js';
 import { SingleFlight } from './single-flight.js';
-import { isTagFresh, isUpstreamOutage, staleWarning } from './tag-freshness.js';
+import { isTagFresh, isUpstreamOutage, revalidationFailed } from './tag-freshness.js';
+import { linkOf, type LocalRegistry } from './local-registry.js';
+import { notFound } from './client-errors.js';
 
-export interface ManifestLookupOptions {
+export interface ProxyManifestOptions {
   readonly tagTtlMs: (upstreamHost: string, tag: string) => number;
   readonly notFoundTtlMs: (upstreamHost: string) => number;
-  readonly isOffline: (upstreamHost: string) => boolean;
-}
-
-/** Turns an upstream 404 into the spec's "unknown" error; everything else passes through. */
-export function notFound(err: unknown, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN', what: string): unknown {
-  if (err instanceof UpstreamError && err.isNotFound) return new OciError(code, `${what} is not known to upstream ${err.upstream}`, { cause: err });
-  return err;
-}
-
-export function offlineMiss(metrics: Metrics, code: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN', what: string, host: string): OciError {
-  metrics.cacheLookups.inc({ kind: code === 'BLOB_UNKNOWN' ? 'blob' : 'manifest', result: 'offline_miss' });
-  return new OciError(code, `${what} is not in the cache, and upstream ${host} is offline`);
 }
 
 /** Asks for everything we understand plus whatever else the client named, so one fill serves all clients. */
@@ -39,24 +29,18 @@ function fillAccept(clientAccept: readonly string[]): string[] {
 }
 
 /**
- * Manifests by tag and by digest: from the cache when present, readable by this requester and
- * (for tags) fresh; else from the upstream, one request per key and credential identity.
+ * Manifests by tag and by digest through the upstream: from the local registry when it holds
+ * them, the requester may read them and (for tags) they are fresh; else from the upstream, one
+ * request per key and credential identity.
  */
-export function createManifestLookup(
-  options: ManifestLookupOptions,
-  deps: { index: MetadataIndex; manifests: ManifestFill; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
+export function createProxyManifests(
+  options: ProxyManifestOptions,
+  deps: { local: LocalRegistry; index: MetadataIndex; manifests: ManifestFill; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
 ) {
-  const { index, metrics, access } = deps;
+  const { index, metrics, access, local } = deps;
   const flights = new SingleFlight<CachedManifest>();
   const heads = new SingleFlight<string | undefined>();
   const notFoundTags = new NotFoundCache(deps.now);
-
-  function answer(upstream: string, kind: 'tag' | 'manifest', manifest: CachedManifest, lookup: LookupResult, warning?: string): ManifestResult {
-    metrics.cacheLookups.inc({ kind, result: lookup });
-    index.recordAccess(manifest.digest);
-    const source = lookup === 'miss' || lookup === 'joined' ? 'upstream' : 'cache';
-    return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length, bytes: manifest.bytes, source, result: lookup, upstream, staleWarning: warning };
-  }
 
   /** GETs from upstream with `credentials`; concurrent identical requests with the same credentials share one. */
   async function fill(upstream: Upstream, link: RepositoryRecord, reference: string, accept: readonly string[], credentials: Credentials | undefined, expected?: Digest) {
@@ -76,19 +60,18 @@ export function createManifestLookup(
   }
 
   async function byTag(route: Route, tag: string, accept: readonly string[], requester: Credentials | undefined): Promise<ManifestResult> {
-    const link = { upstream: route.upstream.host, repository: route.repository };
-    const isOffline = options.isOffline(link.upstream);
+    const link = linkOf(route);
     const tagKey = `${link.upstream}/${link.repository}:${tag}`;
     const credentials = access.upstreamCredentials(link, requester);
     // A 404 is remembered for what decided it: the credentials sent (some upstreams answer 404 to
     // wrong ones), and only for requests that asked for every standard type (see fillAccept).
     const notFoundKey = `${tagKey}|${credentials?.id ?? ''}`;
     index.recordPull(link, tag);
-    const cached = index.getTag(link, tag);
-    const local = cached && accepts(accept, cached.mediaType) ? await deps.manifests.local(cached.digest) : undefined;
-    if (cached && local) {
+    const held = await local.cachedTag(link, tag, accept);
+    if (held) {
+      const { record: cached, manifest } = held;
       const now = deps.now();
-      const isFresh = isOffline || isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag));
+      const isFresh = isTagFresh(cached.checkedAt, now, options.tagTtlMs(link.upstream, tag));
       // A stale tag's revalidating HEAD, sent with the requester's own credentials, is its access
       // proof as well: one request upstream, not two.
       let revalidation: Promise<string | undefined> | undefined;
@@ -97,18 +80,18 @@ export function createManifestLookup(
         if (!isFresh && sent?.id === credentials?.id) revalidation = answer;
         return answer;
       };
-      await access.authorizeRepository(link, requester, headTag, isOffline, { digest: cached.digest });
-      if (isFresh) return answer(link.upstream, 'tag', local, 'hit');
+      await access.authorizeRepository(link, requester, headTag, { digest: cached.digest });
+      if (isFresh) return local.answer(link, 'tag', manifest, 'hit');
       try {
         const current = await (revalidation ?? headTag(credentials));
         if (current === cached.digest) {
           index.touchTag(link, tag, now);
-          return answer(link.upstream, 'tag', local, 'revalidated');
+          return local.answer(link, 'tag', manifest, 'revalidated');
         }
       } catch (err) {
         if (isUpstreamOutage(err)) {
           deps.logger.warn({ upstream: link.upstream, repository: link.repository, tag, err: err.message }, 'serving cached tag: upstream could not revalidate it');
-          return answer(link.upstream, 'tag', local, 'stale', staleWarning(err));
+          return local.answer(link, 'tag', manifest, 'stale', revalidationFailed(err));
         }
         if (err instanceof UpstreamError && err.isNotFound) {
           index.deleteTag(link, tag);
@@ -117,7 +100,6 @@ export function createManifestLookup(
         throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`);
       }
     }
-    if (isOffline) throw offlineMiss(metrics, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository}`, link.upstream);
     if (notFoundTags.has(notFoundKey)) {
       metrics.cacheLookups.inc({ kind: 'tag', result: 'not_found' });
       throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository} is not known to upstream ${link.upstream} (asked moments ago)`);
@@ -135,27 +117,25 @@ export function createManifestLookup(
       // is its own, not remembered), keeping the tag mapping that serves the other clients.
       try {
         const own = await fill(route.upstream, link, tag, accept, credentials);
-        return answer(link.upstream, 'tag', own.manifest, own.lookup);
+        return local.answer(link, 'tag', own.manifest, own.lookup);
       } catch (err) {
         throw notFound(err, 'MANIFEST_UNKNOWN', `tag ${tag} of ${link.repository} in a media type the client accepts`);
       }
     }
-    return answer(link.upstream, 'tag', fetched.manifest, fetched.lookup);
+    return local.answer(link, 'tag', fetched.manifest, fetched.lookup);
   }
 
   async function byDigest(route: Route, digest: Digest, accept: readonly string[], requester: Credentials | undefined): Promise<ManifestResult> {
-    const link = { upstream: route.upstream.host, repository: route.repository };
-    const isOffline = options.isOffline(link.upstream);
+    const link = linkOf(route);
     // Only bytes this upstream delivered itself are served through it (another upstream may have lied).
-    const local = index.isHeldBy(link.upstream, digest.value) ? await deps.manifests.local(digest.value) : undefined;
-    if (local) {
-      await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value), isOffline);
-      return answer(link.upstream, 'manifest', local, 'hit');
+    const held = await local.heldManifest(link, digest);
+    if (held) {
+      await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value));
+      return local.answer(link, 'manifest', held, 'hit');
     }
-    if (isOffline) throw offlineMiss(metrics, 'MANIFEST_UNKNOWN', `manifest ${digest.value}`, link.upstream);
     try {
       const fetched = await fill(route.upstream, link, digest.value, fillAccept(accept), access.upstreamCredentials(link, requester), digest);
-      return answer(link.upstream, 'manifest', fetched.manifest, fetched.lookup);
+      return local.answer(link, 'manifest', fetched.manifest, fetched.lookup);
     } catch (err) {
       throw notFound(err, 'MANIFEST_UNKNOWN', `manifest ${digest.value} of ${route.repository}`);
     }
