@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import { OciError } from '../oci/errors.js';
-import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { ContentIndex, AccessProofIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
 import { isUpstreamOutage } from './tag-freshness.js';
 
@@ -64,7 +64,7 @@ const MAX_CREDENTIAL_PROOFS = 50_000;
 
 export function createAccessPolicy(
   options: { accessTtlMs: (upstreamHost: string) => number; configured: (host: string) => ConfiguredCredentials | undefined },
-  deps: { index: MetadataIndex; now: () => number; logger: Logger },
+  deps: { index: ContentIndex & AccessProofIndex; now: () => number; logger: Logger },
 ): AccessPolicy {
   /** `upstream\0repository\0credential id` → when the upstream last accepted it. In memory only. */
   const verified = new LRUCache<string, number>({ max: MAX_CREDENTIAL_PROOFS });

@@ -5,7 +5,7 @@ import { parseDigest } from '../oci/digest.js';
 import type { ImageReference } from '../oci/image-reference.js';
 import { isReservedTagName } from '../oci/referrers.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import type { MetadataIndex } from '../storage/metadata-index.js';
+import type { ContentIndex, PinIndex, ReportIndex, TagIndex } from '../storage/metadata-index.js';
 import { planEviction } from './eviction-plan.js';
 import type { StorageKeeper } from './storage-keeper.js';
 
@@ -44,7 +44,7 @@ export interface CacheAdmin {
 
 const linkOf = (image: ImageReference) => ({ upstream: image.registry, repository: image.repository });
 
-export function createCacheAdmin(deps: { index: MetadataIndex; store: BlobStore; keeper: StorageKeeper }): CacheAdmin {
+export function createCacheAdmin(deps: { index: ContentIndex & TagIndex & PinIndex & ReportIndex; store: BlobStore; keeper: StorageKeeper }): CacheAdmin {
   const { index } = deps;
   // Tag rows that are not tags (a cached referrers answer) are nobody's image.
   const images = () => index.listTagsDetailed().filter((t) => !isReservedTagName(t.tag));
@@ -127,7 +127,7 @@ export function createCacheAdmin(deps: { index: MetadataIndex; store: BlobStore;
 }
 
 /** Every root but `root`: eviction may then take `root` and what only it holds, nothing else. */
-function rootsExcept(inputs: ReturnType<MetadataIndex['evictionInputs']>, root: string): string[] {
+function rootsExcept(inputs: ReturnType<ReportIndex['evictionInputs']>, root: string): string[] {
   const children = new Set(inputs.edges.map((e) => e.child));
   return inputs.nodes.filter((n) => n.digest !== root && !children.has(n.digest)).map((n) => n.digest);
 }

@@ -1,6 +1,6 @@
 import type { Metrics } from '../metrics.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import type { ImageSummary, MetadataIndex } from '../storage/metadata-index.js';
+import type { ImageSummary, MetadataIndex, ReportIndex } from '../storage/metadata-index.js';
 
 export type { ImageSummary };
 import type { UpstreamHealth } from '../upstream/upstream-client.js';
@@ -66,7 +66,7 @@ interface IndexSummary {
  */
 export function createCacheStatus(deps: {
   router: UpstreamRouter;
-  index: MetadataIndex;
+  index: ReportIndex & Pick<MetadataIndex, 'flushAccess' | 'ping'>;
   store: BlobStore;
   metrics: Metrics;
   now: () => number;

@@ -7,7 +7,7 @@ import { accepts } from '../oci/media-types.js';
 import { fallbackTag, isReservedTagName, referrersIndex, referrersTagName } from '../oci/referrers.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { CachedManifest } from '../storage/manifest-cache.js';
-import type { ContentRecord, MetadataIndex, RepositoryRecord, TagRecord } from '../storage/metadata-index.js';
+import type { ContentRecord, ContentIndex, TagIndex, RepositoryRecord, TagRecord } from '../storage/metadata-index.js';
 import type { Route } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { ManifestFill } from './manifest-fill.js';
@@ -56,7 +56,7 @@ export function offlineMiss(metrics: Metrics, code: 'MANIFEST_UNKNOWN' | 'BLOB_U
  * covered by a proof the upstream gave (of any age), else "unknown" or "unauthorized". The proxy
  * registry decorates its lookups with the upstream.
  */
-export function createLocalRegistry(deps: { store: BlobStore; index: MetadataIndex; manifests: Pick<ManifestFill, 'local'>; access: AccessPolicy; metrics: Metrics; logger: Logger }): LocalRegistry {
+export function createLocalRegistry(deps: { store: BlobStore; index: ContentIndex & TagIndex; manifests: Pick<ManifestFill, 'local'>; access: AccessPolicy; metrics: Metrics; logger: Logger }): LocalRegistry {
   const { index, access, metrics } = deps;
 
   const local: LocalRegistry = {

@@ -2,7 +2,7 @@ import type { Credentials } from '../config/credentials.js';
 import type { Metrics } from '../metrics.js';
 import { parseDigest, type Digest } from '../oci/digest.js';
 import { manifestReferences } from '../oci/manifest.js';
-import type { MetadataIndex } from '../storage/metadata-index.js';
+import type { ContentIndex } from '../storage/metadata-index.js';
 import type { Route } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { BlobFills } from './blob-fill.js';
@@ -26,7 +26,7 @@ export const PREFETCH_MAX_QUEUED = 1024;
  */
 export function createPrefetcher(
   options: { readonly prefetchBlobs: number },
-  deps: { index: MetadataIndex; fills: BlobFills; access: AccessPolicy; metrics: Metrics },
+  deps: { index: ContentIndex; fills: BlobFills; access: AccessPolicy; metrics: Metrics },
 ): (route: Route, bytes: Buffer, mediaType: string, requester: Credentials | undefined) => void {
   const { index, access, metrics } = deps;
   // Digests queued for prefetch but not yet started, over every manifest.

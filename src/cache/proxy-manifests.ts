@@ -5,7 +5,7 @@ import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { accepts, MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
 import type { CachedManifest } from '../storage/manifest-cache.js';
-import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { TagIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Upstream } from '../upstream/upstream-client.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
 import type { Route } from '../upstream/upstream-router.js';
@@ -35,7 +35,7 @@ function fillAccept(clientAccept: readonly string[]): string[] {
  */
 export function createProxyManifests(
   options: ProxyManifestOptions,
-  deps: { local: LocalRegistry; index: MetadataIndex; manifests: ManifestFill; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
+  deps: { local: LocalRegistry; index: TagIndex; manifests: ManifestFill; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
 ) {
   const { index, metrics, access, local } = deps;
   const flights = new SingleFlight<CachedManifest>();

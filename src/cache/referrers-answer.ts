@@ -1,11 +1,11 @@
 import type { Metrics } from '../metrics.js';
 import { indexManifests, referrerDescriptors, referrersIndex } from '../oci/referrers.js';
-import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { ContentIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { LookupResult, ReferrersResult } from './registry.js';
 
 /** A stored referrers answer (an image index) as a client gets it: filtered by `artifactType` here, always. */
 export function answerReferrers(
-  deps: { index: Pick<MetadataIndex, 'recordAccess'>; metrics: Metrics },
+  deps: { index: Pick<ContentIndex, 'recordAccess'>; metrics: Metrics },
   link: RepositoryRecord,
   stored: { readonly digest: string; readonly bytes: Buffer },
   lookup: LookupResult,

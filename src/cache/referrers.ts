@@ -6,7 +6,7 @@ import { OciError } from '../oci/errors.js';
 import { MEDIA_TYPES } from '../oci/media-types.js';
 import { fallbackTag, indexManifests, referrerDescriptors, referrersIndex, referrersTagName, type ReferrerDescriptor } from '../oci/referrers.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { ContentIndex, TagIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Route } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { LookupResult, ManifestResult, ReferrersResult } from './registry.js';
@@ -45,7 +45,7 @@ export function createReferrersLookup(
     readonly tagTtlMs: (upstreamHost: string, tag: string) => number;
   },
   deps: {
-    readonly index: MetadataIndex;
+    readonly index: ContentIndex & TagIndex;
     readonly store: BlobStore;
     readonly local: LocalRegistry;
     readonly access: AccessPolicy;

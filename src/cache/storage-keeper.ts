@@ -3,7 +3,7 @@ import type { Metrics } from '../metrics.js';
 import { parseDigest } from '../oci/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { ManifestCache } from '../storage/manifest-cache.js';
-import type { MetadataIndex } from '../storage/metadata-index.js';
+import type { ContentIndex, ReportIndex } from '../storage/metadata-index.js';
 import { OciError } from '../oci/errors.js';
 import { planEviction } from './eviction-plan.js';
 
@@ -54,7 +54,7 @@ export interface StorageKeeper {
   remove(digests: readonly string[]): Promise<number>;
 }
 
-export function createStorageKeeper(options: StorageKeeperOptions, deps: { index: MetadataIndex; store: BlobStore; memory: ManifestCache; metrics: Metrics; logger: Logger; now: () => number }): StorageKeeper {
+export function createStorageKeeper(options: StorageKeeperOptions, deps: { index: ContentIndex & ReportIndex; store: BlobStore; memory: ManifestCache; metrics: Metrics; logger: Logger; now: () => number }): StorageKeeper {
   let evicting: Promise<{ objects: number; bytes: number }> | undefined;
   let claimed = 0;
   const isBounded = options.maxBytes > 0;

@@ -2,64 +2,18 @@ import Database from 'better-sqlite3';
 import { SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION } from './index-schema.js';
 import type { ContentRecord, ImageSummary, RepositoryRecord, TagRecord } from './index-records.js';
 import { byName, sizeTags } from './tag-sizes.js';
+import type { AccessProofIndex, ContentIndex, PinIndex, ReportIndex, TagIndex } from './index-parts.js';
 
 export type { ContentRecord, ImageSummary, RepositoryRecord, TagRecord };
+export type { AccessProofIndex, ContentIndex, PinIndex, ReportIndex, TagIndex };
 
 /**
- * The SQLite index. SQLite owns metadata and the blob store owns bytes: a row is written only
- * after its file has been committed, so every row names a file that was verified.
+ * The SQLite index: the small interfaces of index-parts.ts over one database, so each module
+ * depends on the part it uses. SQLite owns metadata and the blob store owns bytes: a row is
+ * written only after its file has been committed, so every row names a file that was verified.
  * Synchronous (better-sqlite3): each call is a short indexed statement.
  */
-export interface MetadataIndex {
-  getContent(digest: string): ContentRecord | undefined;
-  /** Indexes committed content and links it to the repository it was fetched for, in one transaction. */
-  putContent(record: ContentRecord, link?: RepositoryRecord, references?: readonly string[]): void;
-  linkRepository(link: RepositoryRecord, digest: string): void;
-  isLinked(link: RepositoryRecord, digest: string): boolean;
-  /** When `digest` was first linked to the repository; undefined when it is not linked. */
-  linkedAt(link: RepositoryRecord, digest: string): number | undefined;
-  /** Whether this upstream delivered (or, for another of its repositories, vouched for) this digest. */
-  isHeldBy(upstream: string, digest: string): boolean;
-  /** Records that the upstream served this repository to an anonymous request, now. */
-  markPublic(link: RepositoryRecord): void;
-  /** The upstream refused an anonymous request for it: the repository is not public (any more). */
-  unmarkPublic(link: RepositoryRecord): void;
-  /** When the upstream last served this repository to an anonymous request; undefined: never (or not since it refused). */
-  publicProvenAt(link: RepositoryRecord): number | undefined;
-  /**
-   * The latest such proof among the repositories of `upstream` that hold this digest; with
-   * `coveringOnly`, among those whose proof is no older than the digest's link (it was readable
-   * anonymously then, not only fetched with credentials since).
-   */
-  publicContentProvenAt(upstream: string, digest: string, options?: { coveringOnly?: boolean }): number | undefined;
-  getTag(link: RepositoryRecord, tag: string): TagRecord | undefined;
-  putTag(link: RepositoryRecord, tag: string, record: TagRecord): void;
-  touchTag(link: RepositoryRecord, tag: string, checkedAt: number): void;
-  deleteTag(link: RepositoryRecord, tag: string): void;
-  listTags(link: RepositoryRecord): string[];
-  listRepositories(): RepositoryRecord[];
-  /** Notes a read; written in batches by {@link flushAccess}, never on the request path. */
-  recordAccess(digest: string): void;
-  /** Notes a pull of a tag; batched like {@link recordAccess}. */
-  recordPull(link: RepositoryRecord, tag: string): void;
-  /** Marks a tag or digest of a repository as pinned: kept through eviction (see README). */
-  pin(link: RepositoryRecord, reference: string): void;
-  unpin(link: RepositoryRecord, reference: string): boolean;
-  isPinned(link: RepositoryRecord, reference: string): boolean;
-  /** Everything eviction plans over: objects with size and last access, references, pinned digests. */
-  evictionInputs(): { nodes: Array<{ digest: string; size: number; lastAccessAt: number }>; edges: Array<{ parent: string; child: string }>; pinned: Set<string> };
-  /** Blobs no manifest references, last read before `before`. */
-  unreferencedBlobs(before: number): string[];
-  /** Tags with what they point at, for listings. */
-  listTagsDetailed(): Array<{ upstream: string; repository: string; tag: string; digest: string; pulls: number; lastPulledAt: number | null }>;
-  /** Total bytes and objects indexed. */
-  stats(): { bytes: number; objects: number };
-  /** Cached tags, most pulled or largest first. */
-  topImages(order: 'pulls' | 'size', limit: number): ImageSummary[];
-  flushAccess(): void;
-  allDigests(): string[];
-  /** Drops content rows (and what hangs off them) in one transaction. */
-  deleteContent(digests: readonly string[]): void;
+export interface MetadataIndex extends ContentIndex, TagIndex, PinIndex, AccessProofIndex, ReportIndex {
   /** Throws when the database cannot answer a query. */
   ping(): void;
   /** Runs `work` (synchronous calls of this index) in one transaction: all of its writes land, or none. */

@@ -1,14 +1,14 @@
 import type { Logger } from '../logger.js';
 import { parseDigest } from '../oci/digest.js';
 import type { BlobStore } from './blob-store.js';
-import type { MetadataIndex } from './metadata-index.js';
+import type { ContentIndex } from './index-parts.js';
 
 /**
  * Makes the index and the files agree after any stop, clean or not: rows whose file is gone
  * are dropped (the content is fetched again on demand); committed files with no row (a crash
  * between rename and insert) are indexed, since a file reaches its place only once verified.
  */
-export async function reconcileStorage(store: BlobStore, index: MetadataIndex, logger: Logger): Promise<{ dropped: number; adopted: number }> {
+export async function reconcileStorage(store: BlobStore, index: ContentIndex, logger: Logger): Promise<{ dropped: number; adopted: number }> {
   const indexed = new Set(index.allDigests());
   const missing: string[] = [];
   for (const digest of indexed) {
