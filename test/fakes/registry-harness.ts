@@ -67,6 +67,8 @@ export interface RegistryHarness {
   getBlob(name: string, digest: string, options?: PullOptions): Promise<BlobResult>;
   /** `registry.getManifest` by tag or digest. */
   getManifest(name: string, reference: string, options?: PullOptions): Promise<ManifestResult>;
+  /** Why a cached manifest was served without the upstream's confirmation (the port's `staleWarning` today), or undefined. */
+  staleReason(result: ManifestResult): string | undefined;
   /** Sends a blob answer into a collecting Writable; rejects as a client's download would fail. */
   read(result: BlobResult): Promise<Buffer>;
   /** The same, never rejecting: what the client got before the answer ended or failed. */
@@ -166,6 +168,7 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
     getManifest(name, reference, { credentials, method = 'GET', accept = STANDARD_ACCEPT } = {}) {
       return registry.getManifest({ name }, parseManifestReference(reference), { method, accept, credentials });
     },
+    staleReason: (result) => result.staleWarning,
     readSettled,
     async read(result) {
       const { bytes, error } = await readSettled(result);
