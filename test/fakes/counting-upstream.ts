@@ -57,6 +57,8 @@ export interface CountingUpstream extends Upstream {
   setPrivate(repository: string, users: Readonly<Record<string, string>> | undefined): void;
   /** The next and later bodies of `digest` pause after `beforeBytes` until released. */
   gateBlob(digest: string, beforeBytes?: number): BlobGate;
+  /** Releases every gate (a test that failed midway must not leave a fill waiting forever). */
+  releaseGates(): void;
   /** Bodies of `digest` come with one byte flipped (same length): the digest no longer matches. */
   corruptBlob(digest: string, isCorrupt?: boolean): void;
 }
@@ -93,7 +95,7 @@ function bodyOf(bytes: Buffer, gate?: { beforeBytes: number; released: Promise<v
 
 export function createCountingUpstream(host = 'registry.example'): CountingUpstream {
   const repositories = new Map<string, Repository>();
-  const gates = new Map<string, { beforeBytes: number; released: Promise<void>; onOpen: () => void }>();
+  const gates = new Map<string, { beforeBytes: number; released: Promise<void>; onOpen: () => void; release: () => void }>();
   const corrupt = new Set<string>();
   let counts = zeroCounts();
   let calls: UpstreamCall[] = [];
@@ -231,14 +233,18 @@ export function createCountingUpstream(host = 'registry.example'): CountingUpstr
       const released = new Promise<void>((resolve) => (release = resolve));
       let onOpen!: () => void;
       const opened = new Promise<void>((resolve) => (onOpen = resolve));
-      gates.set(digest, { beforeBytes, released, onOpen });
+      gates.set(digest, { beforeBytes, released, onOpen, release });
       return {
         opened,
         release() {
-          gates.delete(digest);
+          if (gates.get(digest)?.released === released) gates.delete(digest);
           release();
         },
       };
+    },
+    releaseGates() {
+      for (const gate of gates.values()) gate.release();
+      gates.clear();
     },
     corruptBlob(digest, isCorrupt = true) {
       if (isCorrupt) corrupt.add(digest);

@@ -69,6 +69,8 @@ export interface RegistryHarness {
   getManifest(name: string, reference: string, options?: PullOptions): Promise<ManifestResult>;
   /** Why a cached manifest was served without the upstream's confirmation (the port's `staleWarning` today), or undefined. */
   staleReason(result: ManifestResult): string | undefined;
+  /** `registry.listTags`; `staleReason` is set when cached tags stand in for the upstream's list. */
+  listTags(name: string, options?: { n?: number; last?: string; credentials?: Credentials | undefined }): Promise<{ items: readonly string[]; hasMore: boolean; staleReason: string | undefined }>;
   /** Sends a blob answer into a collecting Writable; rejects as a client's download would fail. */
   read(result: BlobResult): Promise<Buffer>;
   /** The same, never rejecting: what the client got before the answer ended or failed. */
@@ -169,6 +171,10 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
       return registry.getManifest({ name }, parseManifestReference(reference), { method, accept, credentials });
     },
     staleReason: (result) => result.staleWarning,
+    async listTags(name, { n, last, credentials } = {}) {
+      const page = await registry.listTags({ name }, { n, last, credentials });
+      return { items: page.items, hasMore: page.hasMore, staleReason: page.staleWarning };
+    },
     readSettled,
     async read(result) {
       const { bytes, error } = await readSettled(result);
@@ -190,6 +196,7 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
       return (await store.listTemp()).length;
     },
     async close() {
+      upstream.releaseGates();
       await fills.drain();
       index.close();
       await rm(root, { recursive: true, force: true });

@@ -16,6 +16,9 @@ import { makeImage, makeRawBlob } from '../../helpers/images.js';
 
 const TAG_TTL = 60_000;
 const ACCESS_TTL = 300_000;
+const NOT_FOUND_TTL = 10_000;
+/** Gated tests wait on the registry before releasing the body: a regression there must fail, not hang (a bound, not a speed check). */
+const HANG_GUARD = { timeout: 120_000 };
 const NAME = 'library/app';
 const PRIVATE = 'team/private';
 const alice = makeCredentials('alice', 'alice-secret');
@@ -37,7 +40,7 @@ describe('pull-through registry: answers and upstream calls', () => {
   };
 
   beforeEach(async () => {
-    h = await createRegistryHarness({ tagTtlMs: TAG_TTL, accessTtlMs: ACCESS_TTL });
+    h = await createRegistryHarness({ tagTtlMs: TAG_TTL, accessTtlMs: ACCESS_TTL, notFoundTtlMs: NOT_FOUND_TTL });
   });
   afterEach(async () => {
     await h.close();
@@ -80,7 +83,7 @@ describe('pull-through registry: answers and upstream calls', () => {
       assert.equal(await h.isCached(layer.digest), false);
     });
 
-    it('10 concurrent GETs of an uncached blob make one upstream GET: one miss, nine joined, all full bytes', async () => {
+    it('10 concurrent GETs of an uncached blob make one upstream GET: one miss, nine joined, all full bytes', HANG_GUARD, async () => {
       const image = makeImage({ layerSizes: [200_000] });
       const layer = image.layers[0]!;
       h.upstream.addImage(NAME, '1.0', image);
@@ -102,7 +105,7 @@ describe('pull-through registry: answers and upstream calls', () => {
       assert.equal(await h.isCached(layer.digest), true);
     });
 
-    it('joiners of a cold anonymous fill prove their own access: one shared HEAD, still one GET', async () => {
+    it('joiners of a cold anonymous fill prove their own access: one shared HEAD, still one GET', HANG_GUARD, async () => {
       const layer = makeRawBlob(50_000);
       h.upstream.addBlob(NAME, layer);
       const gate = h.upstream.gateBlob(layer.digest, 1000);
@@ -204,6 +207,41 @@ describe('pull-through registry: answers and upstream calls', () => {
         assert.ok(hit.bytes?.equals(image.bytes));
       }
       assertCalls({}, 'four tag lifetimes later, still no question upstream');
+    });
+  });
+
+  describe('manifests: sharing and refusing', () => {
+    it('10 concurrent GETs of an uncached tag make one upstream GET: one miss, nine joined', async () => {
+      const image = makeImage({ layerSizes: [1000] });
+      h.upstream.addImage(NAME, '1.0', image);
+      const results = await Promise.all(Array.from({ length: 10 }, () => h.getManifest(NAME, '1.0')));
+      assert.deepEqual(results.map((r) => r.result).sort(), ['miss', ...Array<string>(9).fill('joined')].sort());
+      assert.ok(results.every((r) => r.digest === image.digest && r.bytes?.equals(image.bytes)));
+      assertCalls({ getManifest: 1 });
+    });
+
+    it('an unknown tag is remembered for notFoundTtl, then asked again', async () => {
+      h.upstream.addImage(NAME, '1.0', makeImage({ layerSizes: [1000] }));
+      await assert.rejects(h.getManifest(NAME, 'nope'), ociError('MANIFEST_UNKNOWN'));
+      assertCalls({ getManifest: 1 });
+      await assert.rejects(h.getManifest(NAME, 'nope'), ociError('MANIFEST_UNKNOWN'));
+      assertCalls({}, 'the 404 is remembered');
+      h.clock.advance(NOT_FOUND_TTL);
+      await assert.rejects(h.getManifest(NAME, 'nope'), ociError('MANIFEST_UNKNOWN'));
+      assertCalls({ getManifest: 1 });
+    });
+
+    it('a manifest that does not match the digest asked for is refused, cached under neither digest, and fetched again next time', async () => {
+      const image = makeImage({ layerSizes: [1000] });
+      const asked = makeImage({ layerSizes: [1000] }).digest;
+      // The upstream answers `asked` with another manifest's bytes.
+      h.upstream.addManifest(NAME, { ...image, digest: asked });
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(h.getManifest(NAME, asked), (err: unknown) => (err instanceof UpstreamError && err.kind === 'invalid') || ociError('MANIFEST_INVALID')(err));
+        assertCalls({ getManifest: 1 });
+      }
+      assert.equal(await h.isCached(asked), false);
+      assert.equal(await h.isCached(image.digest), false);
     });
   });
 
@@ -355,6 +393,76 @@ describe('pull-through registry: answers and upstream calls', () => {
         );
         assertCalls({ headBlob: 1, headManifest: 1 });
       }
+    });
+  });
+
+  describe('tag lists', () => {
+    it('are read once for a while, and stand in from the cache when the upstream is down or offline', async () => {
+      const image = makeImage({ layerSizes: [1000] });
+      h.upstream.addImage(NAME, '1.0', image);
+      h.upstream.addImage(NAME, '2.0', image);
+      await h.getManifest(NAME, '1.0');
+      assertCalls({ getManifest: 1 });
+
+      const listed = await h.listTags(NAME);
+      assert.deepEqual(listed.items, ['1.0', '2.0']);
+      assert.equal(listed.staleReason, undefined);
+      assert.deepEqual((await h.listTags(NAME, { n: 1 })).items, ['1.0']);
+      assertCalls({ listTagsPage: 1 }, 'the second page comes from the list just read');
+
+      h.clock.advance(ACCESS_TTL);
+      h.upstream.setDown('unreachable');
+      const stale = await h.listTags(NAME);
+      assert.deepEqual(stale.items, ['1.0'], 'only the tags this cache holds');
+      assert.match(stale.staleReason ?? '', /ECONNREFUSED/);
+      assertCalls({ listTagsPage: 1 });
+
+      h.setOffline(true);
+      const offline = await h.listTags(NAME);
+      assert.deepEqual(offline.items, ['1.0']);
+      assert.match(offline.staleReason ?? '', /offline/);
+      assertCalls({});
+    });
+  });
+
+  describe('bounds', () => {
+    it('refuses a fill past maxConcurrentFills with a retryable error, asking nothing upstream', HANG_GUARD, async () => {
+      await h.close();
+      h = await createRegistryHarness({ tagTtlMs: TAG_TTL, accessTtlMs: ACCESS_TTL, maxConcurrentFills: 1 });
+      const first = makeRawBlob(10_000);
+      const second = makeRawBlob(10_000);
+      h.upstream.addBlob(NAME, first);
+      h.upstream.addBlob(NAME, second);
+      const gate = h.upstream.gateBlob(first.digest);
+      const running = await h.getBlob(NAME, first.digest);
+      await assert.rejects(h.getBlob(NAME, second.digest), (err: unknown) => ociError('UNAVAILABLE')(err) && Number((err as OciError).headers['retry-after']) > 0);
+      assertCalls({ getBlob: 1 });
+      const body = h.read(running);
+      gate.release();
+      assert.ok((await body).equals(first.bytes));
+      await h.settled();
+      assert.equal((await h.getBlob(NAME, second.digest)).result, 'miss', 'room again once the fill ended');
+      assertCalls({ getBlob: 1 });
+    });
+  });
+
+  describe('configured credentials', () => {
+    it('fetch for anonymous requesters only while the repository is freshly proven public', async () => {
+      await h.close();
+      h = await createRegistryHarness({ tagTtlMs: TAG_TTL, accessTtlMs: ACCESS_TTL, configured: { credentials: makeCredentials('robot', 'robot-secret'), isShared: false } });
+      const blobs = [makeRawBlob(1000), makeRawBlob(1000), makeRawBlob(1000)];
+      for (const blob of blobs) h.upstream.addBlob(NAME, blob);
+      const fetchedBy = async (digest: string) => {
+        await h.read(await h.getBlob(NAME, digest));
+        await h.settled();
+        const [call] = h.upstream.calls;
+        assertCalls({ getBlob: 1 });
+        return call?.username;
+      };
+      assert.equal(await fetchedBy(blobs[0]!.digest), undefined, 'unproven: anonymous, so private bytes cannot come back');
+      assert.equal(await fetchedBy(blobs[1]!.digest), 'robot', 'proven public just now: the robot\'s better rate limit');
+      h.clock.advance(ACCESS_TTL);
+      assert.equal(await fetchedBy(blobs[2]!.digest), undefined, 'the proof is stale: anonymous again, which proves it anew');
     });
   });
 
