@@ -6,7 +6,7 @@ import { createAccessPolicy, type ConfiguredCredentials } from '../../src/cache/
 import { createBlobFills, type BlobFills } from '../../src/cache/blob-fill.js';
 import { createManifestFill } from '../../src/cache/manifest-fill.js';
 import { createPullThroughRegistry } from '../../src/cache/pull-through-registry.js';
-import type { BlobResult, ManifestResult, Registry } from '../../src/cache/registry.js';
+import type { BlobResult, BlobSender, ManifestResult, Registry } from '../../src/cache/registry.js';
 import { createStorageKeeper } from '../../src/cache/storage-keeper.js';
 import { createTagTtlPolicy } from '../../src/cache/tag-freshness.js';
 import type { Credentials } from '../../src/config/credentials.js';
@@ -64,7 +64,7 @@ export interface RegistryHarness {
   /** Makes the upstream offline (config `offline`): the cache alone answers. */
   setOffline(isOffline: boolean): void;
   /** `registry.getBlob` for `name` (routed like a client's `/v2/<name>/blobs/<digest>`). */
-  getBlob(name: string, digest: string, options?: PullOptions): Promise<BlobResult>;
+  getBlob(name: string, digest: string, options?: PullOptions): Promise<BlobResult & { send?: BlobSender }>;
   /** `registry.getManifest` by tag or digest. */
   getManifest(name: string, reference: string, options?: PullOptions): Promise<ManifestResult>;
   /** Why a cached manifest was served without the upstream's confirmation (the port's `staleWarning` today), or undefined. */
@@ -140,7 +140,7 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
     { router, store, index, manifests, fills: tracked, access, metrics, logger, now },
   );
 
-  async function readSettled(result: BlobResult): Promise<{ bytes: Buffer; error: unknown }> {
+  async function readSettled(result: BlobResult & { send?: BlobSender }): Promise<{ bytes: Buffer; error: unknown }> {
     if (!result.send) throw new Error(`no body to read: a ${result.result} answer without a sender (HEAD)`);
     const collector = new Collector();
     try {
@@ -165,15 +165,15 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
       isOffline = value;
     },
     getBlob(name, digest, { credentials, method = 'GET' } = {}) {
-      return registry.getBlob({ name }, parseDigest(digest), { method, credentials });
+      return method === 'HEAD' ? registry.statBlob({ name }, parseDigest(digest), { credentials }) : registry.getBlob({ name }, parseDigest(digest), { credentials });
     },
-    getManifest(name, reference, { credentials, method = 'GET', accept = STANDARD_ACCEPT } = {}) {
-      return registry.getManifest({ name }, parseManifestReference(reference), { method, accept, credentials });
+    getManifest(name, reference, { credentials, accept = STANDARD_ACCEPT } = {}) {
+      return registry.getManifest({ name }, parseManifestReference(reference), { accept, credentials });
     },
-    staleReason: (result) => result.staleWarning,
+    staleReason: (result) => result.staleBecause,
     async listTags(name, { n, last, credentials } = {}) {
       const page = await registry.listTags({ name }, { n, last, credentials });
-      return { items: page.items, hasMore: page.hasMore, staleReason: page.staleWarning };
+      return { items: page.items, hasMore: page.hasMore, staleReason: page.staleBecause };
     },
     readSettled,
     async read(result) {
