@@ -6,6 +6,7 @@ import path from 'node:path';
 import { createAccessPolicy, type ConfiguredCredentials } from './cache/access-policy.js';
 import { createBlobFills } from './cache/blob-fill.js';
 import { createCacheAdmin } from './cache/cache-admin.js';
+import { createClusterNode, type ClusterNode } from './cache/cluster.js';
 import { createCacheStatus } from './cache/cache-status.js';
 import { createServedHistory } from './cache/served-history.js';
 import { createManifestFill } from './cache/manifest-fill.js';
@@ -106,6 +107,15 @@ function answerClientError(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, 
   socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
 }
 
+/** This instance as a cluster member, when `cluster` names members and a secret (README "Cluster"). */
+function clusterOf(config: Config, options: { userAgent: string; isOffline: (host: string) => boolean }, deps: Parameters<typeof createClusterNode>[1]): ClusterNode | undefined {
+  const { cluster } = config;
+  if (!cluster?.secretFile || !cluster.self || (cluster.peers.length === 0 && cluster.dns === undefined)) return undefined;
+  const secret = readConfiguredFile('cluster.secretFile', cluster.secretFile).toString('utf8').trim();
+  if (secret.length < 16) throw new ConfigError('config', [`cluster.secretFile: ${cluster.secretFile} holds ${secret.length} characters; use at least 16`]);
+  return createClusterNode({ cluster, self: cluster.self, secret, ...options }, deps);
+}
+
 /**
  * The composition root: builds every module from the config, in dependency order, and wires
  * them. Nothing listens until {@link App.listen}.
@@ -185,6 +195,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   });
   const access = createAccessPolicy({ accessTtlMs: (host) => settingsOf(host)?.accessTtl ?? 0, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
   const isOffline = (host: string) => config.offline || (settingsOf(host)?.offline ?? false);
+  const cluster = clusterOf(config, { userAgent, isOffline }, { router, store, index, manifests, fills, access, metrics, logger, now });
   const registry = createPullThroughRegistry(
     {
       tagTtlMs: createTagTtlPolicy(config.upstreams),
@@ -192,7 +203,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
       isOffline,
       prefetchBlobs: config.cache.prefetchBlobs,
     },
-    { router, store, index, manifests, fills, access, metrics, logger, now },
+    { router, store, index, manifests, fills, access, metrics, logger, now, peers: cluster?.sources },
   );
 
   const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isVisible(link, undefined, isOffline(link.upstream)) });
@@ -217,6 +228,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
     metricsToken: config.metrics.requireToken ? adminToken : undefined,
     statusToken: config.status.requireToken ? adminToken : undefined,
     publicUrl: config.publicUrl,
+    peers: cluster?.service,
   });
   const server: Server = config.tls
     ? createTlsServer({ ...serverOptions(config.server), cert: readConfiguredFile('tls.cert', config.tls.cert), key: readConfiguredFile('tls.key', config.tls.key) }, app)
@@ -279,6 +291,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
       // fills then fail, discard their temp files, and are done before the index closes.
       await Promise.all([...upstreams, ...router.dynamicUpstreams()].map((u) => u.destroy().catch(() => undefined)));
       await Promise.race([drained, new Promise<void>((resolve) => setTimeout(resolve, 1_000).unref())]);
+      await cluster?.close();
       index.close();
       await lock.release();
     },

@@ -34,6 +34,10 @@ export interface Metrics {
   readonly storageErrors: Counter<'operation' | 'code'>;
   /** 1 while an upstream's circuit breaker is open (or probing), 0 when closed. */
   readonly upstreamBreakerOpen: Gauge<'upstream'>;
+  /** Requests to cluster members by member and result (ok, not_found, error, breaker_open). */
+  readonly peerRequests: Counter<'peer' | 'result'>;
+  /** Cluster members by state (up: this one and peers not marked down; down). */
+  readonly clusterMembers: Gauge<'state'>;
 }
 
 /** Reads the cache's size when Prometheus scrapes. */
@@ -150,6 +154,18 @@ export function createMetrics(options: { withDefaultMetrics: boolean; storageSta
       name: 'pullthrough_upstream_breaker_open',
       help: "1 while the upstream's circuit breaker is open: it is not contacted, cached content is served.",
       labelNames: ['upstream'],
+      registers,
+    }),
+    peerRequests: new Counter({
+      name: 'pullthrough_peer_requests_total',
+      help: 'Requests to other cluster members for blob and manifest bytes, by member and result.',
+      labelNames: ['peer', 'result'],
+      registers,
+    }),
+    clusterMembers: new Gauge({
+      name: 'pullthrough_cluster_members',
+      help: 'Cluster members by state: up (this instance and peers not marked down) or down.',
+      labelNames: ['state'],
       registers,
     }),
     upstreamRateLimitLimit: new Gauge({

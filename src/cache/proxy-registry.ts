@@ -11,6 +11,7 @@ import type { BlobFills, JoinedFill } from './blob-fill.js';
 import { notFound } from './client-errors.js';
 import { linkOf, type LocalRegistry } from './local-registry.js';
 import type { ManifestFill } from './manifest-fill.js';
+import type { PeerSources } from './peer-source.js';
 import { createPrefetcher } from './prefetch.js';
 import { createProxyManifests, type ProxyManifestOptions } from './proxy-manifests.js';
 import { createProxyTags } from './proxy-tags.js';
@@ -32,6 +33,8 @@ export interface ProxyDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly now: () => number;
+  /** The other members of the cluster as sources of blob bytes; absent on a single node. */
+  readonly peers?: PeerSources | undefined;
 }
 
 /** A refusal that depends on who asked and through which repository: another requester may still be served. */
@@ -89,6 +92,11 @@ export function createProxyRegistry(local: LocalRegistry, options: ProxyOptions,
    */
   async function fill(route: Route, link: RepositoryRecord, digest: Digest, requester: Credentials | undefined): Promise<BlobContent> {
     const credentials = access.upstreamCredentials(link, requester);
+    // Owned by another member: the bytes come from it, so the upstream is asked, with the
+    // requester's own credentials, only whether this requester may have them.
+    const fromPeers = deps.peers?.blobSource(route.upstream, digest);
+    if (fromPeers) await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: false });
+    const source = fromPeers ?? route.upstream;
     const startedFor = fills.runningFor(link.upstream, digest);
     if (startedFor) {
       await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: startedFor.repository === link.repository });
@@ -103,20 +111,22 @@ export function createProxyRegistry(local: LocalRegistry, options: ProxyOptions,
     const isJoining = fills.runningFor(link.upstream, digest) !== undefined;
     let joined: JoinedFill;
     try {
-      joined = await fills.join(route.upstream, link, digest, credentials);
+      joined = await fills.join(source, link, digest, credentials);
     } catch (err) {
       if (!isJoining || !isAccessRefusal(err)) throw err;
-      joined = await fills.join(route.upstream, link, digest, credentials, { lane: `${credentials?.id ?? 'anonymous'}\0${link.repository}` });
+      joined = await fills.join(source, link, digest, credentials, { lane: `${credentials?.id ?? 'anonymous'}\0${link.repository}` });
     }
+    // What the upstream said yes to: the download itself, or (bytes from a peer) the access check.
+    const proven = fromPeers ? requester : credentials;
     if (joined.isStarter) {
-      access.recordSuccess(link, credentials);
+      if (!fromPeers) access.recordSuccess(link, credentials);
       // An anonymous download that committed is a proof as new as its link: it covers the blob even once stale.
       // (A fill may end after shutdown closed the index: then there is nothing to record.)
-      if (credentials === undefined) joined.done.then(() => deps.index.isLinked(link, digest.value) && access.recordSuccess(link, undefined)).catch(() => undefined);
+      if (proven === undefined) joined.done.then(() => deps.index.isLinked(link, digest.value) && access.recordSuccess(link, undefined)).catch(() => undefined);
     }
     const lookup = joined.isStarter ? 'miss' : 'joined';
     metrics.cacheLookups.inc({ kind: 'blob', result: lookup });
-    return { digest: digest.value, size: joined.size, source: 'upstream', result: lookup, upstream: link.upstream, send: joined.send };
+    return { digest: digest.value, size: joined.size, source: fromPeers ? 'peer' : 'upstream', result: lookup, upstream: link.upstream, send: joined.send };
   }
 
   return {

@@ -8,8 +8,8 @@ import type { Route } from '../upstream/upstream-router.js';
 
 export type { ByteRange };
 
-/** Where an answer came from, for metrics and logs. */
-export type Source = 'cache' | 'upstream';
+/** Where an answer came from, for metrics and logs (`peer`: another member of the cluster, README "Cluster"). */
+export type Source = 'cache' | 'upstream' | 'peer';
 
 /**
  * How the cache answered: from disk (`hit`), after a fill (`miss`), by joining a fill already

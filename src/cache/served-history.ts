@@ -9,7 +9,7 @@ export interface ServedSeries {
   readonly upstream: readonly number[];
 }
 
-/** Bytes served from the cache and from upstream over a sliding window, for the status page's chart. */
+/** Bytes served from the cache and fetched (from upstream or a cluster peer) over a sliding window, for the status page's chart. */
 export interface ServedHistory {
   record(source: Source, bytes: number): void;
   series(): ServedSeries;
@@ -34,7 +34,8 @@ export function createServedHistory(options: { windowMs: number; bucketMs: numbe
         bucket = { cache: 0, upstream: 0 };
         buckets.set(current, bucket);
       }
-      bucket[source] += bytes;
+      // Peers' bytes were fetched for this request, as upstream ones are: the chart shows cache against fetched.
+      bucket[source === 'cache' ? 'cache' : 'upstream'] += bytes;
     },
     series() {
       const first = bucketOf(deps.now()) - count + 1;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseCidr, parseDurationMs, parseListenAddress, parseSizeBytes } from './units.js';
+import { clusterSchema } from './cluster-config.js';
 
 /*
  * The one typed config. Adding a key is one field here: its type, its rule and its default live
@@ -315,6 +316,8 @@ export const configSchema = z
         requireToken: z.boolean().default(false),
       })
       .prefault({}),
+    /** Peers sharing fills (README "Cluster"); absent: a single node. */
+    cluster: clusterSchema.optional(),
     upstreams: z
       .array(upstreamSchema)
       .min(1, 'configure at least one upstream')

@@ -21,6 +21,8 @@ export class ConfigError extends Error {
  */
 export const ENV_OVERRIDES: Readonly<Record<string, { readonly path: readonly string[]; readonly isBoolean?: boolean }>> = {
   PULLTHROUGH_ADMIN_TOKEN: { path: ['admin', 'token'] },
+  PULLTHROUGH_CLUSTER_SELF: { path: ['cluster', 'self'] },
+  PULLTHROUGH_CLUSTER_SECRET_FILE: { path: ['cluster', 'secretFile'] },
   PULLTHROUGH_LISTEN: { path: ['listen'] },
   PULLTHROUGH_LOG_LEVEL: { path: ['logLevel'] },
   PULLTHROUGH_OFFLINE: { path: ['offline'], isBoolean: true },

@@ -2,6 +2,7 @@ import express, { type ErrorRequestHandler, type Express, type NextFunction, typ
 import type { CacheAdmin } from '../cache/cache-admin.js';
 import type { CacheStatus } from '../cache/cache-status.js';
 import type { Registry } from '../cache/registry.js';
+import type { PeerService } from '../cache/peer-service.js';
 import type { ServedHistory } from '../cache/served-history.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -10,7 +11,8 @@ import { createTokenHandler, requesterOf, type AuthSessions } from './auth-chall
 import { createErrorHandler, sendOciError } from './error-handler.js';
 import { labels, setApiVersion } from './request-context.js';
 import { createAdminRouter, requireAdminToken } from './routes/admin.js';
-import { createBlobHandler } from './routes/blobs.js';
+import { createBlobHandler, registryBlobs } from './routes/blobs.js';
+import { createPeerRouter } from './routes/cluster.js';
 import { createCatalogHandler, createTagsHandler } from './routes/listings.js';
 import { createManifestHandler } from './routes/manifests.js';
 import { createReferrersHandler } from './routes/referrers.js';
@@ -38,6 +40,8 @@ export interface HttpAppDeps {
   readonly statusToken?: string | undefined;
   /** Where clients reach this instance, for the 401 realm (`publicUrl`). */
   readonly publicUrl?: string | undefined;
+  /** What the other members of a cluster ask this one for; absent on a single node. */
+  readonly peers?: PeerService | undefined;
 }
 
 /** `/v2/<name>/…`: names contain slashes, so the routes are expressions, not path patterns. */
@@ -123,6 +127,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     });
   }
 
+  if (deps.peers) app.use('/_pullthrough/cluster/v1', createPeerRouter(deps.peers, deps.logger, { sendIdleTimeoutMs: deps.sendIdleTimeoutMs }));
+
   const { sessions, limiter } = deps.auth;
   app.get('/_pullthrough/token', createTokenHandler(sessions, limiter, deps.now));
   app.use('/v2', (req, res, next) => {
@@ -146,7 +152,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.all(UPLOAD_PATH, () => {
     throw new OciError('UNSUPPORTED', 'blob uploads are not supported: pullthrough is a read-only mirror');
   });
-  app.all(BLOB_PATH, createBlobHandler(deps.registry, deps.logger, { sendIdleTimeoutMs: deps.sendIdleTimeoutMs }));
+  app.all(BLOB_PATH, createBlobHandler(registryBlobs(deps.registry), deps.logger, { sendIdleTimeoutMs: deps.sendIdleTimeoutMs }));
   app.get(TAGS_PATH, createTagsHandler(deps.registry));
   app.all(REFERRERS_PATH, createReferrersHandler(deps.registry));
 

@@ -5,7 +5,7 @@ import type { Credentials } from '../config/credentials.js';
 
 /** What the access log and metrics learn about a request from its route. */
 export interface RequestLabels {
-  kind: 'base' | 'manifest' | 'blob' | 'referrers' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'token' | 'admin' | 'other';
+  kind: 'base' | 'manifest' | 'blob' | 'referrers' | 'tags' | 'catalog' | 'metrics' | 'health' | 'status' | 'token' | 'admin' | 'peer' | 'other';
   source?: Source;
   result?: LookupResult;
   /** The upstream host the request was routed to. */

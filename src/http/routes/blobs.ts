@@ -6,22 +6,33 @@ import { OciError } from '../../oci/errors.js';
 import { parseRange } from '../range.js';
 import { labels, repositoryRequest, requesterCredentials } from '../request-context.js';
 
+/** Finds the blob a request asks for: its size and, for GET, its bytes. */
+export type BlobReader = (req: Request, res: Response, isHead: boolean) => Promise<BlobResult & { send?: BlobSender }>;
+
+/** `GET`/`HEAD /v2/<name>/blobs/<digest>` through the registry. */
+export function registryBlobs(registry: Registry): BlobReader {
+  return async (req, res, isHead) => {
+    const params = req.params as Record<string, string>;
+    const digest = parseDigest(params['1'] ?? '');
+    const request = repositoryRequest(req, params['0'] ?? '');
+    const readOptions = { credentials: requesterCredentials(res) };
+    return isHead ? registry.statBlob(request, digest, readOptions) : registry.getBlob(request, digest, readOptions);
+  };
+}
+
 /**
- * `GET`/`HEAD /v2/<name>/blobs/<digest>`, with single byte ranges (distribution-spec "Pulling blobs").
- * A body that makes no progress for `sendIdleTimeoutMs` (the client stopped reading) is cut: its
- * file, buffers and read-budget slot go back at once instead of whenever the client returns.
+ * A blob answer, with single byte ranges (distribution-spec "Pulling blobs"). A body that makes
+ * no progress for `sendIdleTimeoutMs` (the client stopped reading) is cut: its file, buffers and
+ * read-budget slot go back at once instead of whenever the client returns.
  */
-export function createBlobHandler(registry: Registry, logger: Logger, options: { sendIdleTimeoutMs: number }) {
+export function createBlobHandler(read: BlobReader, logger: Logger, options: { sendIdleTimeoutMs: number }) {
   return async (req: Request, res: Response): Promise<void> => {
     labels(res).kind = 'blob';
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       throw new OciError('UNSUPPORTED', `${req.method} of blobs is not supported: pullthrough is a read-only mirror`);
     }
-    const params = req.params as Record<string, string>;
-    const digest = parseDigest(params['1'] ?? '');
-    const request = repositoryRequest(req, params['0'] ?? '');
-    const readOptions = { credentials: requesterCredentials(res) };
-    const blob: BlobResult & { send?: BlobSender } = req.method === 'HEAD' ? await registry.statBlob(request, digest, readOptions) : await registry.getBlob(request, digest, readOptions);
+    const blob = await read(req, res, req.method === 'HEAD');
+    const digest = { value: blob.digest };
     Object.assign(labels(res), { source: blob.source, result: blob.result, upstream: blob.upstream });
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('docker-content-digest', blob.digest);

@@ -1,0 +1,44 @@
+import type { ClusterConfig } from '../config/cluster-config.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import type { MetadataIndex } from '../storage/metadata-index.js';
+import { createClusterMembers, type ClusterMembers } from '../upstream/cluster-members.js';
+import { createPeer } from '../upstream/peer-client.js';
+import type { UpstreamRouter } from '../upstream/upstream-router.js';
+import type { AccessPolicy } from './access-policy.js';
+import type { BlobFills } from './blob-fill.js';
+import { createLocalRegistry } from './local-registry.js';
+import type { ManifestFill } from './manifest-fill.js';
+import { createPeerService, type PeerService } from './peer-service.js';
+import { createPeerSources, type PeerSources } from './peer-source.js';
+
+/** This instance as one member of a cluster: where its fills get bytes, and what it serves the others. */
+export interface ClusterNode {
+  readonly sources: PeerSources;
+  readonly service: PeerService;
+  readonly members: ClusterMembers;
+  close(): Promise<void>;
+}
+
+export function createClusterNode(
+  options: { cluster: ClusterConfig; self: string; secret: string; userAgent: string; isOffline: (upstreamHost: string) => boolean },
+  deps: { router: UpstreamRouter; store: BlobStore; index: MetadataIndex; manifests: ManifestFill; fills: BlobFills; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
+): ClusterNode {
+  const { cluster } = options;
+  const members = createClusterMembers(
+    { self: options.self, peers: cluster.peers, dns: cluster.dns, dnsServers: cluster.dnsServers, refreshMs: cluster.refreshMs },
+    {
+      createPeer: (url) => createPeer({ url, secret: options.secret, connectTimeoutMs: cluster.connectTimeoutMs, firstByteTimeoutMs: cluster.firstByteTimeoutMs, userAgent: options.userAgent }, deps),
+      metrics: deps.metrics,
+      logger: deps.logger,
+    },
+  );
+  const local = createLocalRegistry(deps);
+  return {
+    members,
+    sources: createPeerSources(members, deps),
+    service: createPeerService({ secret: options.secret, isOffline: options.isOffline }, { ...deps, local }),
+    close: () => members.close(),
+  };
+}

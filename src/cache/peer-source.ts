@@ -1,0 +1,113 @@
+import { PassThrough, pipeline, Transform, type Readable } from 'node:stream';
+import type { Logger } from '../logger.js';
+import type { Digest } from '../oci/digest.js';
+import type { ClusterMembers } from '../upstream/cluster-members.js';
+import type { Peer } from '../upstream/peer-client.js';
+import type { BlobResponse, RequestOptions, Upstream } from '../upstream/upstream-client.js';
+
+/** Where the blob fills of one instance get bytes when it is one member of a cluster. */
+export interface PeerSources {
+  /**
+   * For a digest another member owns: the upstream as fills see it, with the members asked first
+   * in placement order, then the upstream itself. Undefined when this member owns the digest
+   * (it fills from the upstream, as a single node does).
+   */
+  blobSource(upstream: Upstream, digest: Digest): Upstream | undefined;
+  readonly members: ClusterMembers;
+}
+
+/** Drops the first `count` bytes of a body: a source that cannot resume at an offset resends from 0. */
+function skipBytes(count: number): Transform {
+  let left = count;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        return callback();
+      }
+      const rest = left > 0 ? chunk.subarray(left) : chunk;
+      left = 0;
+      callback(null, rest);
+    },
+  });
+}
+
+/**
+ * Reads a blob from the first source that answers, and when a body breaks off (a member killed
+ * mid-pull) goes on from the same offset with the next one: members with `Range`, the upstream
+ * last (from the start, the bytes before the offset dropped). The fill above verifies the whole
+ * digest whatever the bytes came from, so a member can cost time, never correctness.
+ */
+async function readAcross(sources: ReadonlyArray<(offset: number) => Promise<BlobResponse>>, logger: Logger, digest: string): Promise<BlobResponse> {
+  let index = 0;
+  let first: BlobResponse | undefined;
+  let lastError: unknown;
+  for (; index < sources.length && !first; index++) {
+    try {
+      first = await sources[index]!(0);
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (!first) throw lastError;
+  const size = first.size;
+  const out = new PassThrough({ highWaterMark: 64 * 1024 });
+  let current: Readable = first.body;
+  let offset = 0;
+  out.once('close', () => current.destroy());
+  void (async () => {
+    for (;;) {
+      try {
+        for await (const chunk of current) {
+          offset += (chunk as Buffer).length;
+          if (!out.write(chunk)) await new Promise((resolve) => out.once('drain', resolve).once('close', resolve));
+          if (out.destroyed) return;
+        }
+        out.end();
+        return;
+      } catch (err) {
+        if (out.destroyed) return;
+        let next: BlobResponse | undefined;
+        while (!next && index < sources.length) {
+          logger.warn({ digest, offset, err: (err as Error).message }, 'blob body from a cluster member broke off: going on from the next source');
+          try {
+            next = await sources[index++]!(offset);
+          } catch {
+            // That one cannot either: the next.
+          }
+        }
+        if (!next || (size !== undefined && next.size !== undefined && next.size !== size)) return void out.destroy(err as Error);
+        current = next.body;
+        if (out.destroyed) return void current.destroy();
+      }
+    }
+  })();
+  return { size, body: out };
+}
+
+/** The members as sources of blob bytes, placed by rendezvous hashing of the digest. */
+export function createPeerSources(members: ClusterMembers, deps: { logger: Logger }): PeerSources {
+  return {
+    members,
+    blobSource(upstream, digest) {
+      const ranked = members.rank(digest.value);
+      const peers: Peer[] = [];
+      for (const member of ranked) {
+        // Members ranked below this one would send it back here: from here on it is the upstream.
+        if (member.isSelf) break;
+        peers.push(member.peer);
+      }
+      if (peers.length === 0) return undefined;
+      const getBlob = (repository: string, blobDigest: string, options: RequestOptions = {}): Promise<BlobResponse> => {
+        const fromPeers = peers.map((peer) => (offset: number) => peer.getBlob(upstream.host, repository, blobDigest, { signal: options.signal, offset }));
+        // The upstream, with the requester's credentials: the cluster never carries them.
+        const fromUpstream = async (offset: number) => {
+          const response = await upstream.getBlob(repository, blobDigest, options);
+          return offset === 0 ? response : { size: response.size, body: pipeline(response.body, skipBytes(offset), () => undefined) };
+        };
+        return readAcross([...fromPeers, fromUpstream], deps.logger, blobDigest);
+      };
+      return { ...upstream, getBlob };
+    },
+  };
+}
