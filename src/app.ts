@@ -206,7 +206,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
     { router, store, index, manifests, fills, access, metrics, logger, now, peers: cluster?.sources },
   );
 
-  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, isPublic: (link) => access.isVisible(link, undefined, isOffline(link.upstream)) });
+  const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, members: cluster?.members, isPublic: (link) => access.isVisible(link, undefined, isOffline(link.upstream)) });
   const adminToken = config.admin.token ?? (config.admin.tokenFile ? readConfiguredFile('admin.tokenFile', config.admin.tokenFile).toString('utf8').trim() : undefined);
   const admin = adminToken ? { admin: createCacheAdmin({ index, store, keeper }), token: adminToken, gcGraceMs: GC_GRACE_MS } : undefined;
   const auth = {

@@ -5,6 +5,7 @@ import type { ImageSummary, MetadataIndex, ReportIndex } from '../storage/metada
 export type { ImageSummary };
 import type { UpstreamHealth } from '../upstream/upstream-client.js';
 import type { UpstreamRouter } from '../upstream/upstream-router.js';
+import type { ClusterMembers } from '../upstream/cluster-members.js';
 
 export interface Readiness {
   readonly isReady: boolean;
@@ -23,11 +24,13 @@ export interface StatusReport {
   readonly lookups: Readonly<Record<string, number>>;
   /** Hits (fresh, revalidated or stale) over all lookups; undefined before the first. */
   readonly hitRatio: number | undefined;
-  readonly servedBytes: { readonly cache: number; readonly upstream: number };
+  readonly servedBytes: { readonly cache: number; readonly upstream: number; readonly peer: number };
   readonly storage: { readonly bytes: number; readonly objects: number };
   readonly upstreams: readonly UpstreamStatus[];
   readonly mostPulled: readonly ImageSummary[];
   readonly largest: readonly ImageSummary[];
+  /** The cluster's members as this one sees them (README "Cluster"); null on a single node. */
+  readonly cluster: { readonly self: string; readonly members: ReadonlyArray<{ readonly url: string; readonly state: 'self' | 'up' | 'down' }> } | null;
 }
 
 export interface CacheStatus {
@@ -72,6 +75,8 @@ export function createCacheStatus(deps: {
   now: () => number;
   defaultHost: string | undefined;
   isOffline: (host: string) => boolean;
+  /** The cluster's members, when this instance is one. */
+  members?: Pick<ClusterMembers, 'self' | 'list'> | undefined;
   /** Whether anyone may see this repository's name. */
   isPublic: (link: { upstream: string; repository: string }) => boolean;
 }): CacheStatus {
@@ -116,11 +121,12 @@ export function createCacheStatus(deps: {
         uptimeSeconds: Math.round((deps.now() - startedAt) / 1000),
         lookups,
         hitRatio: total === 0 ? undefined : hits / total,
-        servedBytes: { cache: served['cache'] ?? 0, upstream: served['upstream'] ?? 0 },
+        servedBytes: { cache: served['cache'] ?? 0, upstream: served['upstream'] ?? 0, peer: served['peer'] ?? 0 },
         storage,
         upstreams: deps.router.upstreams.map((u) => ({ host: u.host, isDefault: u.host === deps.defaultHost, isOffline: deps.isOffline(u.host), ...u.health() })),
         mostPulled,
         largest,
+        cluster: deps.members ? { self: deps.members.self, members: deps.members.list() } : null,
       };
     },
   };

@@ -4,6 +4,7 @@ import type { Digest } from '../oci/digest.js';
 import type { ClusterMembers } from '../upstream/cluster-members.js';
 import type { Peer } from '../upstream/peer-client.js';
 import type { BlobResponse, RequestOptions, Upstream } from '../upstream/upstream-client.js';
+import { UpstreamError } from '../upstream/upstream-error.js';
 
 /** Where the blob fills of one instance get bytes when it is one member of a cluster. */
 export interface PeerSources {
@@ -13,6 +14,8 @@ export interface PeerSources {
    * (it fills from the upstream, as a single node does).
    */
   blobSource(upstream: Upstream, digest: Digest): Upstream | undefined;
+  /** The same for a manifest by digest (the manifest fill verifies it against the digest). */
+  manifestSource(upstream: Upstream, digest: Digest): Upstream | undefined;
   readonly members: ClusterMembers;
 }
 
@@ -87,16 +90,37 @@ async function readAcross(sources: ReadonlyArray<(offset: number) => Promise<Blo
 
 /** The members as sources of blob bytes, placed by rendezvous hashing of the digest. */
 export function createPeerSources(members: ClusterMembers, deps: { logger: Logger }): PeerSources {
+  /** The members ranked above this one for `digest`: those below would send it back here, so from here on it is the upstream. */
+  function peersBefore(digest: Digest): Peer[] {
+    const peers: Peer[] = [];
+    for (const member of members.rank(digest.value)) {
+      if (member.isSelf) break;
+      peers.push(member.peer);
+    }
+    return peers;
+  }
+
   return {
     members,
+    manifestSource(upstream, digest) {
+      const peers = peersBefore(digest);
+      if (peers.length === 0) return undefined;
+      const getManifest: Upstream['getManifest'] = async (repository, reference, options) => {
+        for (const peer of peers) {
+          try {
+            const { bytes, mediaType } = await peer.getManifest(upstream.host, repository, reference, { maxBytes: options.maxBytes, onChunk: options.onChunk });
+            return { digest: undefined, mediaType, size: bytes.length, bytes };
+          } catch (err) {
+            // The read budget's refusal is this instance's, not the member's: no other source will do better now.
+            if (!(err instanceof UpstreamError)) throw err;
+          }
+        }
+        return upstream.getManifest(repository, reference, options);
+      };
+      return { ...upstream, getManifest };
+    },
     blobSource(upstream, digest) {
-      const ranked = members.rank(digest.value);
-      const peers: Peer[] = [];
-      for (const member of ranked) {
-        // Members ranked below this one would send it back here: from here on it is the upstream.
-        if (member.isSelf) break;
-        peers.push(member.peer);
-      }
+      const peers = peersBefore(digest);
       if (peers.length === 0) return undefined;
       const getBlob = (repository: string, blobDigest: string, options: RequestOptions = {}): Promise<BlobResponse> => {
         const fromPeers = peers.map((peer) => (offset: number) => peer.getBlob(upstream.host, repository, blobDigest, { signal: options.signal, offset }));

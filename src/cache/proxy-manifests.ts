@@ -17,6 +17,7 @@ import { SingleFlight } from './single-flight.js';
 import { isTagFresh, isUpstreamOutage, revalidationFailed } from './tag-freshness.js';
 import { linkOf, type LocalRegistry } from './local-registry.js';
 import { notFound } from './client-errors.js';
+import type { PeerSources } from './peer-source.js';
 
 export interface ProxyManifestOptions {
   readonly tagTtlMs: (upstreamHost: string, tag: string) => number;
@@ -35,19 +36,23 @@ function fillAccept(clientAccept: readonly string[]): string[] {
  */
 export function createProxyManifests(
   options: ProxyManifestOptions,
-  deps: { local: LocalRegistry; index: TagIndex; manifests: ManifestFill; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
+  deps: { local: LocalRegistry; index: TagIndex; manifests: ManifestFill; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number; peers?: PeerSources | undefined },
 ) {
   const { index, metrics, access, local } = deps;
   const flights = new SingleFlight<CachedManifest>();
   const heads = new SingleFlight<string | undefined>();
   const notFoundTags = new NotFoundCache(deps.now);
 
-  /** GETs from upstream with `credentials`; concurrent identical requests with the same credentials share one. */
-  async function fill(upstream: Upstream, link: RepositoryRecord, reference: string, accept: readonly string[], credentials: Credentials | undefined, expected?: Digest) {
+  /**
+   * GETs from upstream with `credentials`; concurrent identical requests with the same credentials
+   * share one. `isFromPeers`: the source asks cluster members first, and the upstream's yes was
+   * the access check made before.
+   */
+  async function fill(upstream: Upstream, link: RepositoryRecord, reference: string, accept: readonly string[], credentials: Credentials | undefined, expected?: Digest, isFromPeers = false) {
     const key = `${link.upstream}/${link.repository}:${reference}|${accept.join(',')}|${credentials?.id ?? ''}`;
     const flight = flights.run(key, async () => {
       const manifest = await deps.manifests.fetch(upstream, link, reference, { accept, credentials, expected });
-      access.recordSuccess(link, credentials);
+      if (!isFromPeers) access.recordSuccess(link, credentials);
       return manifest;
     });
     return { manifest: await flight.promise, lookup: (flight.joined ? 'joined' : 'miss') as LookupResult };
@@ -134,7 +139,10 @@ export function createProxyManifests(
       return local.answer(link, 'manifest', held, 'hit');
     }
     try {
-      const fetched = await fill(route.upstream, link, digest.value, fillAccept(accept), access.upstreamCredentials(link, requester), digest);
+      // Owned by another member: its bytes, once the upstream said this requester may have them.
+      const fromPeers = deps.peers?.manifestSource(route.upstream, digest);
+      if (fromPeers) await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value), { isLinked: false });
+      const fetched = await fill(fromPeers ?? route.upstream, link, digest.value, fillAccept(accept), access.upstreamCredentials(link, requester), digest, fromPeers !== undefined);
       return local.answer(link, 'manifest', fetched.manifest, fetched.lookup);
     } catch (err) {
       throw notFound(err, 'MANIFEST_UNKNOWN', `manifest ${digest.value} of ${route.repository}`);

@@ -1,6 +1,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import { OciError } from '../oci/errors.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { PEER_SIGNATURE_HEADER, signPeerRequest } from './peer-signature.js';
 import type { BlobResponse } from './upstream-client.js';
@@ -18,7 +19,7 @@ export interface Peer {
   /** The blob from `offset` on (a Range request past 0), as the member has it or fills it from `upstreamHost`. */
   getBlob(upstreamHost: string, repository: string, digest: string, options?: { signal?: AbortSignal | undefined; offset?: number }): Promise<BlobResponse>;
   /** A manifest by digest; the caller verifies it. */
-  getManifest(upstreamHost: string, repository: string, digest: string, options: { maxBytes: number }): Promise<{ bytes: Buffer; mediaType: string }>;
+  getManifest(upstreamHost: string, repository: string, digest: string, options: { maxBytes: number; onChunk?: ((bytes: number) => void) | undefined }): Promise<{ bytes: Buffer; mediaType: string }>;
   close(): Promise<void>;
 }
 
@@ -113,7 +114,7 @@ export function createPeer(options: PeerOptions, deps: { metrics: Metrics; logge
       return { size: Number.isSafeInteger(length) ? offset + length : undefined, body };
     },
 
-    async getManifest(upstreamHost, repository, digest, { maxBytes }) {
+    async getManifest(upstreamHost, repository, digest, { maxBytes, onChunk }) {
       const response = await send('manifests', upstreamHost, repository, digest, {});
       const chunks: Buffer[] = [];
       let total = 0;
@@ -121,10 +122,13 @@ export function createPeer(options: PeerOptions, deps: { metrics: Metrics; logge
         for await (const chunk of response.body) {
           total += (chunk as Buffer).length;
           if (total > maxBytes) throw new UpstreamError('invalid', options.url, `cluster member ${options.url} sent a manifest over ${maxBytes} bytes`);
+          onChunk?.((chunk as Buffer).length);
           chunks.push(chunk as Buffer);
         }
       } catch (err) {
         response.body.destroy();
+        // The reader's own refusal (the manifest read budget) says nothing about the member.
+        if (err instanceof OciError) throw err;
         breaker.recordFailure();
         deps.metrics.peerRequests.inc({ peer: label, result: 'error' });
         throw err instanceof UpstreamError ? err : new UpstreamError('unreachable', options.url, `cluster member ${options.url} broke off a manifest`, { cause: err });

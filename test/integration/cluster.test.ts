@@ -6,7 +6,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { rendezvousOrder } from '../../src/upstream/cluster-members.js';
 import { signPeerRequest } from '../../src/upstream/peer-signature.js';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
-import { makeRawBlob } from '../helpers/images.js';
+import { makeImage, makeRawBlob } from '../helpers/images.js';
 import { freePort } from '../helpers/processes.js';
 import { metricValue, startPullthrough, type RunningPullthrough } from '../helpers/pullthrough.js';
 
@@ -75,6 +75,25 @@ describe('cluster: members share one upstream fetch per blob', () => {
     assert.equal(upstream.count('GET', `/v2/${REPO}/blobs/${blob.digest}`), 1, 'one upstream GET for three members');
     for (const member of others) assert.equal(await metricValue(member.url, 'pullthrough_served_bytes_total', { source: 'peer' }), blob.bytes.length);
     assert.equal(await metricValue(owner!.url, 'pullthrough_served_bytes_total', { source: 'peer' }), 0);
+    const status = (await (await fetch(`${owner!.url}/_pullthrough/status`)).json()) as { cluster: { self: string; members: Array<{ url: string; state: string }> } };
+    assert.equal(status.cluster.self, urls[members.indexOf(owner!)]);
+    assert.deepEqual(status.cluster.members.map((m) => m.state).sort(), ['self', 'up', 'up']);
+    assert.equal(await metricValue(owner!.url, 'pullthrough_cluster_members', { state: 'up' }), 3);
+  });
+
+  it('takes manifests by digest from their owner too, verified; tags always from the upstream', async () => {
+    await startCluster(3);
+    const image = makeImage({ layerSizes: [1000] });
+    upstream.addImage(REPO, 'v1', image);
+    const [owner, ...others] = byOwnership(image.digest);
+    for (const member of [...others, owner!]) {
+      const got = await get(`${member.url}/v2/${REPO}/manifests/${image.digest}`, { headers: { accept: image.mediaType } });
+      assert.equal(got.status, 200);
+      assert.ok(got.body.equals(image.bytes));
+    }
+    assert.equal(upstream.count('GET', `/v2/${REPO}/manifests/${image.digest}`), 1, 'one manifest GET for three members');
+    for (const member of members) assert.equal((await get(`${member.url}/v2/${REPO}/manifests/v1`, { headers: { accept: image.mediaType } })).status, 200);
+    assert.equal(upstream.count('GET', `/v2/${REPO}/manifests/v1`), 3, 'each member asks the upstream for the tag');
   });
 
   it('answers peer requests only when signed with the cluster secret', async () => {

@@ -28,7 +28,10 @@ function imageRows(images: readonly ImageSummary[], now: number): string {
 /** The status page: plain server-rendered HTML, no scripts, readable in any browser or `curl`. */
 export function renderStatusPage(report: StatusReport, now: number, history?: ServedHistory): string {
   const ratio = report.hitRatio === undefined ? '–' : `${(report.hitRatio * 100).toFixed(1)} %`;
-  const served = report.servedBytes.cache + report.servedBytes.upstream;
+  const served = report.servedBytes.cache + report.servedBytes.upstream + report.servedBytes.peer;
+  const memberRows = (report.cluster?.members ?? [])
+    .map((m) => `<tr><td>${escape(m.url)}${m.state === 'self' ? ' <span class="tag">this one</span>' : ''}</td><td class="${m.state === 'down' ? 'bad' : 'ok'}">${m.state === 'down' ? 'down (skipped)' : 'up'}</td></tr>`)
+    .join('');
   const upstreamRows = report.upstreams
     .map((u) => {
       const healthy = u.isOffline || (u.breaker === 'closed' && (u.lastErrorAt === undefined || (u.lastOkAt !== undefined && u.lastOkAt >= u.lastErrorAt)));
@@ -61,12 +64,15 @@ th{font-size:.8rem;color:#5b6475;text-transform:uppercase}.num{text-align:right;
 <div class="card" id="hit-ratio"><b>${ratio}</b><span>cache hit ratio</span></div>
 <div class="card"><b>${bytes(report.servedBytes.cache)}</b><span>served from cache</span></div>
 <div class="card"><b>${bytes(report.servedBytes.upstream)}</b><span>served while filling from upstream</span></div>
+${report.cluster ? `<div class="card"><b>${bytes(report.servedBytes.peer)}</b><span>served while filling from cluster members</span></div>` : ''}
 <div class="card"><b>${served === 0 ? '–' : `${((report.servedBytes.cache / served) * 100).toFixed(1)} %`}</b><span>bytes saved upstream</span></div>
 <div class="card"><b>${bytes(report.storage.bytes)}</b><span>${report.storage.objects} objects on disk</span></div>
 </div>
 ${history ? `<h2>Bytes served, last hour</h2>\n${renderServedChart(history.series())}` : ''}
 <h2>Upstreams</h2>
 <table id="upstreams"><tr><th>registry</th><th>state</th><th>last success</th><th class="num">rate limit left</th></tr>${upstreamRows}</table>
+${report.cluster ? `<h2>Cluster members</h2>
+<table id="cluster"><tr><th>member</th><th>state</th></tr>${memberRows}</table>` : ''}
 <h2>Most pulled</h2>
 <table id="most-pulled"><tr><th>image</th><th class="num">size</th><th class="num">pulls</th><th>last pull</th></tr>${imageRows(report.mostPulled, now)}</table>
 <h2>Largest</h2>
