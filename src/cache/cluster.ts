@@ -13,6 +13,9 @@ import type { ManifestFill } from './manifest-fill.js';
 import { createPeerService, type PeerService } from './peer-service.js';
 import { createPeerSources, type PeerSources } from './peer-source.js';
 
+/** Members that get a metric label of their own. */
+const NAMED_MEMBERS = 64;
+
 /** This instance as one member of a cluster: where its fills get bytes, and what it serves the others. */
 export interface ClusterNode {
   readonly sources: PeerSources;
@@ -26,10 +29,16 @@ export function createClusterNode(
   deps: { router: UpstreamRouter; store: BlobStore; index: MetadataIndex; manifests: ManifestFill; fills: BlobFills; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
 ): ClusterNode {
   const { cluster } = options;
+  // Pods come and go with new addresses: metric labels stay bounded, the first members by URL, later ones as one.
+  const labelled = new Set<string>();
+  const labelFor = (url: string) => {
+    if (labelled.has(url) || labelled.size < NAMED_MEMBERS) labelled.add(url);
+    return labelled.has(url) ? url : '*';
+  };
   const members = createClusterMembers(
     { self: options.self, peers: cluster.peers, dns: cluster.dns, dnsServers: cluster.dnsServers, refreshMs: cluster.refreshMs },
     {
-      createPeer: (url) => createPeer({ url, secret: options.secret, connectTimeoutMs: cluster.connectTimeoutMs, firstByteTimeoutMs: cluster.firstByteTimeoutMs, userAgent: options.userAgent }, deps),
+      createPeer: (url) => createPeer({ url, secret: options.secret, connectTimeoutMs: cluster.connectTimeoutMs, firstByteTimeoutMs: cluster.firstByteTimeoutMs, userAgent: options.userAgent, metricsLabel: labelFor(url) }, deps),
       metrics: deps.metrics,
       logger: deps.logger,
     },

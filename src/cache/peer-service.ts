@@ -1,7 +1,7 @@
 import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
-import { isSignedPeerRequest } from '../upstream/peer-signature.js';
+import { isSignedPeerRequest, PEER_SIGNATURE_HEADER } from '../upstream/peer-signature.js';
 import type { UpstreamRouter } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { BlobFills } from './blob-fill.js';
@@ -19,7 +19,8 @@ import type { BlobContent, BlobResult, ManifestResult } from './registry.js';
  * nothing private (as for an anonymous client).
  */
 export interface PeerService {
-  isSigned(method: string, pathAndQuery: string, signature: string | undefined): boolean;
+  /** Whether the request (its method, path with query and headers) is signed with the cluster secret. */
+  isSigned(method: string, pathAndQuery: string, headers: Readonly<Record<string, string | string[] | undefined>>): boolean;
   statBlob(upstreamHost: string, repository: string, digest: Digest): Promise<BlobResult>;
   getBlob(upstreamHost: string, repository: string, digest: Digest): Promise<BlobContent>;
   getManifest(upstreamHost: string, repository: string, digest: Digest): Promise<ManifestResult>;
@@ -47,7 +48,10 @@ export function createPeerService(
   }
 
   return {
-    isSigned: (method, pathAndQuery, signature) => isSignedPeerRequest(options.secret, signature, method, pathAndQuery, deps.now()),
+    isSigned(method, pathAndQuery, headers) {
+      const signature = headers[PEER_SIGNATURE_HEADER];
+      return isSignedPeerRequest(options.secret, typeof signature === 'string' ? signature : undefined, method, pathAndQuery, deps.now());
+    },
 
     statBlob: (upstreamHost, repository, digest) =>
       mapped(async () => {

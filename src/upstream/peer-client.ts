@@ -29,6 +29,8 @@ export interface PeerOptions {
   readonly connectTimeoutMs: number;
   readonly firstByteTimeoutMs: number;
   readonly userAgent: string;
+  /** The `peer` label of its metrics (default: its URL); members past the first few share one. */
+  readonly metricsLabel?: string | undefined;
 }
 
 /** Consecutive failures after which a peer is left alone, and for how long. */
@@ -47,7 +49,7 @@ function header(headers: Dispatcher.ResponseData['headers'], name: string): stri
  * most `connectTimeoutMs` before the next source is tried; a circuit breaker marks it down.
  */
 export function createPeer(options: PeerOptions, deps: { metrics: Metrics; logger: Logger; now: () => number }): Peer {
-  const label = options.url;
+  const label = options.metricsLabel ?? options.url;
   const agent = new Agent({ connect: { timeout: options.connectTimeoutMs }, headersTimeout: options.firstByteTimeoutMs, bodyTimeout: BODY_IDLE_MS, keepAliveTimeout: 30_000 });
   const breaker = new CircuitBreaker(BREAKER, {
     now: deps.now,

@@ -7,9 +7,6 @@ import { checkRepositoryRequest } from '../../oci/reference.js';
 import { labels } from '../request-context.js';
 import { createBlobHandler } from './blobs.js';
 
-/** Where the asking member signs (see upstream/peer-signature.ts). */
-const SIGNATURE_HEADER = 'x-pullthrough-cluster';
-
 /** The upstream and repository a peer request names, checked as a client's `ns=` and name are. */
 function target(req: Request) {
   const { upstream, repository } = req.query;
@@ -27,8 +24,7 @@ export function createPeerRouter(peers: PeerService, logger: Logger, options: { 
   const router = Router();
   router.use((req: Request, res: Response, next: NextFunction) => {
     labels(res).kind = 'peer';
-    const signature = req.headers[SIGNATURE_HEADER];
-    if (!peers.isSigned(req.method, req.originalUrl, typeof signature === 'string' ? signature : undefined)) {
+    if (!peers.isSigned(req.method, req.originalUrl, req.headers)) {
       throw new OciError('UNAUTHORIZED', 'cluster requests must be signed with the cluster secret');
     }
     next();
