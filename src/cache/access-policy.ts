@@ -61,6 +61,9 @@ export interface AccessPolicy {
 
 /** Credential proofs kept at once; the least recently used go first. */
 const MAX_CREDENTIAL_PROOFS = 50_000;
+/** How long a refusal of the upstream (401/403) is repeated to the same requester without asking again, and how many are kept. */
+const REFUSAL_MEMORY_MS = 5_000;
+const MAX_REFUSALS = 10_000;
 
 export function createAccessPolicy(
   options: { accessTtlMs: (upstreamHost: string) => number; configured: (host: string) => ConfiguredCredentials | undefined },
@@ -68,6 +71,8 @@ export function createAccessPolicy(
 ): AccessPolicy {
   /** `upstream\0repository\0credential id` → when the upstream last accepted it. In memory only. */
   const verified = new LRUCache<string, number>({ max: MAX_CREDENTIAL_PROOFS });
+  /** `upstream\0repository\0credential id` → until when a refusal of the upstream is repeated without asking it. */
+  const refused = new LRUCache<string, number>({ max: MAX_REFUSALS });
   const key = (link: RepositoryRecord, credentials: Credentials) => `${link.upstream}\0${link.repository}\0${credentials.id}`;
 
   // A proof from the future (the clock stepped back) is not fresh: its age is unknown.
@@ -105,6 +110,9 @@ export function createAccessPolicy(
    * the caller records the yes, after linking what it confirmed, so the proof is never older than the link.
    */
   async function prove(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, staleWillDo: boolean): Promise<boolean> {
+    const refusal = `${link.upstream}\0${link.repository}\0${requester?.id ?? ''}`;
+    // Just refused: a client repeating the request (or a flood of them) is answered here, not relayed upstream.
+    if ((refused.get(refusal) ?? 0) > deps.now()) throw deny(link, requester, 'the upstream refused access moments ago');
     try {
       await probe(requester);
     } catch (err) {
@@ -116,6 +124,8 @@ export function createAccessPolicy(
         if (requester) verified.delete(key(link, requester));
         // A 401/403 to an anonymous request ends the repository's anonymous proof; a 404 may only mean this one digest is not there.
         else if (err.kind === 'auth') deps.index.unmarkPublic(link);
+        // A 404 may be about one digest only; a 401/403 is about the repository, for these credentials.
+        if (err.kind === 'auth') refused.set(refusal, deps.now() + REFUSAL_MEMORY_MS);
         throw deny(link, requester, 'the upstream does not grant access');
       }
       throw err;

@@ -153,4 +153,19 @@ describe('access policy', () => {
     await policy.authorizeRepository(LINK, undefined, upstream.probe);
     assert.equal(upstream.calls.length, 2, 'asked again once, then fresh at the new time');
   });
+
+  it('repeats a refusal to the same requester for a few seconds without asking the upstream again', async () => {
+    const refusing = fakeProbe(() => 'auth');
+    for (let i = 0; i < 5; i++) await assert.rejects(policy.authorizeContent(LINK, DIGEST, undefined, refusing.probe, { isLinked: true }), isDenied);
+    await assert.rejects(policy.authorizeRepository(LINK, bob, refusing.probe), isDenied);
+    await assert.rejects(policy.authorizeRepository(LINK, bob, refusing.probe), isDenied);
+    assert.deepEqual(refusing.calls, [undefined, 'bob'], 'one HEAD per requester, not one per request');
+    clock += 5_000;
+    await assert.rejects(policy.authorizeRepository(LINK, undefined, refusing.probe), isDenied);
+    assert.equal(refusing.calls.length, 3, 'asked again once the memory is over');
+    const missing = fakeProbe(() => 'missing');
+    await assert.rejects(policy.authorizeContent(LINK, DIGEST, alice, missing.probe, { isLinked: false }), isDenied);
+    await assert.rejects(policy.authorizeContent(LINK, DIGEST, alice, missing.probe, { isLinked: false }), isDenied);
+    assert.equal(missing.calls.length, 2, 'a 404 is about one digest: not remembered for the repository');
+  });
 });
