@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { DOCKER_HUB_HOSTS, isDockerHubHost } from '../oci/reference.js';
 
 /** A username and password for an upstream, from a client or from the config. Never logged. */
 export interface Credentials {
@@ -46,7 +47,8 @@ export interface CredentialSource {
 export function loadCredentials(source: CredentialSource, host: string): Credentials | undefined {
   if (source.dockerConfig) {
     const config = JSON.parse(readFileSync(source.dockerConfig, 'utf8')) as { auths?: Record<string, { auth?: string; username?: string; password?: string }> };
-    const aliases = host === 'docker.io' ? ['docker.io', 'index.docker.io', 'https://index.docker.io/v1/', 'registry-1.docker.io'] : [host, `https://${host}`];
+    // `docker login` writes Docker Hub's entry under its legacy v1 URL.
+    const aliases = isDockerHubHost(host) ? [...DOCKER_HUB_HOSTS, 'https://index.docker.io/v1/'] : [host, `https://${host}`];
     const entry = aliases.map((a) => config.auths?.[a]).find((e) => e !== undefined);
     if (!entry) throw new Error(`${source.dockerConfig} has no auths entry for ${host}`);
     if (entry.auth) {

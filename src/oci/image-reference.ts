@@ -1,6 +1,6 @@
 import { parseDigest, type Digest } from './digest.js';
 import { OciError } from './errors.js';
-import { isRegistryHost, parseManifestReference, parseRepositoryName } from './reference.js';
+import { isDockerHubHost, isRegistryHost, parseManifestReference, parseRepositoryName } from './reference.js';
 
 /** A full image reference as people write it: `nginx`, `ghcr.io/acme/tool:1.0`, `localhost:5001/app@sha256:…`. */
 export interface ImageReference {
@@ -10,8 +10,6 @@ export interface ImageReference {
   readonly tag: string | undefined;
   readonly digest: Digest | undefined;
 }
-
-const DOCKER_HUB = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
 
 /**
  * Parses an image reference the way docker and containerd do: no registry host means
@@ -40,7 +38,7 @@ export function parseImageReference(input: string): ImageReference {
     registry = rest.slice(0, slash).toLowerCase();
     rest = rest.slice(slash + 1);
   }
-  if (DOCKER_HUB.has(registry)) {
+  if (isDockerHubHost(registry)) {
     registry = 'docker.io';
     if (!rest.includes('/')) rest = `library/${rest}`;
   }

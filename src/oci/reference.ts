@@ -48,6 +48,14 @@ export function referenceString(reference: ManifestReference): string {
   return reference.kind === 'tag' ? reference.tag : reference.digest.value;
 }
 
+/** The host names Docker Hub goes by in image references and configs; `docker.io` is the canonical one. */
+export const DOCKER_HUB_HOSTS: readonly string[] = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
+
+/** Whether `host` (any case) is one of Docker Hub's names. */
+export function isDockerHubHost(host: string): boolean {
+  return DOCKER_HUB_HOSTS.includes(host.toLowerCase());
+}
+
 /**
  * True when a path's first component names a registry host rather than a repository:
  * it has a `.` or a `:`, or is `localhost` (the rule docker's reference parser uses).

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { OciError } from '../oci/errors.js';
-import { isRegistryHost, isValidRegistryHost, parseRepositoryName, type RepositoryRequest } from '../oci/reference.js';
+import { DOCKER_HUB_HOSTS, isDockerHubHost, isRegistryHost, isValidRegistryHost, parseRepositoryName, type RepositoryRequest } from '../oci/reference.js';
 import type { Upstream } from './upstream-client.js';
 import { deniedMessage } from './network-policy.js';
 import { UpstreamError } from './upstream-error.js';
@@ -32,9 +32,6 @@ export interface UpstreamRouter {
   dynamicUpstreams(): Upstream[];
 }
 
-/** Other names Docker Hub goes by in image references and configs. */
-const DOCKER_HUB_ALIASES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
-
 /**
  * Routes by, in order: containerd's `ns=` parameter, a registry host as the name's first path
  * component, and the upstream marked default. Docker Hub names get `library/` as its clients add.
@@ -47,7 +44,7 @@ export function createUpstreamRouter(
   for (const upstream of upstreams) {
     const host = upstream.host.toLowerCase();
     byHost.set(host, upstream);
-    if (DOCKER_HUB_ALIASES.includes(host)) for (const alias of DOCKER_HUB_ALIASES) if (!byHost.has(alias)) byHost.set(alias, upstream);
+    if (isDockerHubHost(host)) for (const alias of DOCKER_HUB_HOSTS) if (!byHost.has(alias)) byHost.set(alias, upstream);
   }
   const fallback = options.defaultHost === undefined ? undefined : byHost.get(options.defaultHost.toLowerCase());
   const configured = upstreams.map((u) => u.host).join(', ');
@@ -81,7 +78,7 @@ export function createUpstreamRouter(
 
   function normalize(upstream: Upstream, repository: string): string {
     const name = parseRepositoryName(repository);
-    return DOCKER_HUB_ALIASES.includes(upstream.host.toLowerCase()) && !name.includes('/') ? `library/${name}` : name;
+    return isDockerHubHost(upstream.host) && !name.includes('/') ? `library/${name}` : name;
   }
 
   return {

@@ -29,10 +29,13 @@ function resolvedLayer(from: string, specifier: string): string | undefined {
   return layerOf(path.relative(SRC, path.resolve(SRC, path.dirname(from), specifier)));
 }
 
-/** Which layers each layer may import (besides itself). Leaves: config, logger, metrics, oci. */
+/**
+ * Which layers each layer may import (besides itself). Leaves: logger, metrics, oci; config uses
+ * only oci, the protocol facts (registry host grammar, Docker Hub's names) its checks rest on.
+ */
 const ALLOWED: Record<string, readonly string[]> = {
   oci: [],
-  config: [],
+  config: ['oci'],
   logger: [],
   metrics: [],
   storage: ['oci', 'config', 'logger', 'metrics'],

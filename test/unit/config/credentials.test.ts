@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { inspect } from 'node:util';
 import { describe, it } from 'node:test';
-import { basicAuthorization, makeCredentials, parseBasicAuthorization } from '../../../src/config/credentials.js';
+import { basicAuthorization, loadCredentials, makeCredentials, parseBasicAuthorization } from '../../../src/config/credentials.js';
 
 describe('credentials', () => {
   it('parses Basic authorization and ignores what carries no username', () => {
@@ -19,5 +22,15 @@ describe('credentials', () => {
     assert.ok(!JSON.stringify(a).includes('secret'));
     assert.ok(!inspect(a).includes('secret'));
     assert.equal(basicAuthorization(a), `Basic ${Buffer.from('alice:secret').toString('base64')}`);
+  });
+  it('finds Docker Hub entries of a docker config.json under any of its names', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pullthrough-credentials-'));
+    const dockerConfig = path.join(dir, 'config.json');
+    const auth = Buffer.from('alice:secret').toString('base64');
+    for (const key of ['https://index.docker.io/v1/', 'registry-1.docker.io']) {
+      writeFileSync(dockerConfig, JSON.stringify({ auths: { [key]: { auth } } }));
+      for (const host of ['docker.io', 'index.docker.io']) assert.equal(loadCredentials({ dockerConfig }, host)?.password, 'secret', `${key} for ${host}`);
+      assert.throws(() => loadCredentials({ dockerConfig }, 'ghcr.io'), /no auths entry for ghcr\.io/);
+    }
   });
 });
