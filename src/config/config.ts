@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isValidRegistryHost } from '../oci/reference.js';
 import { parseCidr, parseDurationMs, parseListenAddress, parseSizeBytes } from './units.js';
 import { clusterSchema } from './cluster-config.js';
 
@@ -41,12 +42,7 @@ function crossCheck<T>(rule: (value: T, report: (path: PropertyKey[], message: s
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-const registryHost = z
-  .string()
-  .regex(
-    /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::\d{1,5})?$/,
-    'expected a registry host such as docker.io, ghcr.io or localhost:5001 (no scheme, no path)',
-  );
+const registryHost = z.string().refine(isValidRegistryHost, 'expected a registry host such as docker.io, ghcr.io or localhost:5001 (no scheme, no path)');
 
 /** A catch-all's URL names the registry by `{host}`: `https://{host}`. */
 const CATCH_ALL_URL = /^https?:\/\/\{host\}$/;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { parseBasicAuthorization, type Credentials } from '../config/credentials.js';
 import { OciError } from '../oci/errors.js';
+import { isWellFormedHost } from '../oci/reference.js';
 import { createMemoryLru } from './memory-lru.js';
 import { labels } from './request-context.js';
 import type { TokenRateLimiter } from './token-rate-limit.js';
@@ -96,8 +97,6 @@ export function requesterOf(req: Request, sessions: AuthSessions): { credentials
   return { credentials, isPresent: true, isStale: false };
 }
 
-/** `host[:port]`, `[v6]:port`: what a Host header may be for it to go into a realm. */
-const HOST_HEADER = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/;
 /** Repository names as the spec allows them (no quotes, spaces or commas to break out of the header). */
 const SCOPE_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 
@@ -111,7 +110,7 @@ export function challengeFor(req: Request, publicUrl?: string): string {
   const scope = name && SCOPE_NAME.test(name) ? `,scope="repository:${name}:pull"` : '';
   const host = req.headers.host;
   const local = req.socket.localAddress ?? '127.0.0.1';
-  const origin = publicUrl ?? `${req.protocol}://${host && HOST_HEADER.test(host) ? host : `${local.includes(':') ? `[${local}]` : local}:${req.socket.localPort ?? ''}`}`;
+  const origin = publicUrl ?? `${req.protocol}://${host && isWellFormedHost(host) ? host : `${local.includes(':') ? `[${local}]` : local}:${req.socket.localPort ?? ''}`}`;
   return `Bearer realm="${origin}/_pullthrough/token",service="${SERVICE}"${scope}`;
 }
 

@@ -85,7 +85,7 @@ export interface RepositoryRequest {
 const IPV6_HOST = /^\[[0-9a-fA-F:.]{2,45}\](?::(\d{1,5}))?$/;
 
 /** A host a URL can hold: a registry host, or a bracketed IPv6 literal (which the router may still refuse). */
-function isWellFormedHost(host: string): boolean {
+export function isWellFormedHost(host: string): boolean {
   if (isValidRegistryHost(host)) return true;
   const ipv6 = IPV6_HOST.exec(host);
   return ipv6 !== null && Number(ipv6[1] ?? 0) <= 65_535;

@@ -344,6 +344,8 @@ describe('trust: a hostile upstream or client cannot make private content leak',
     const hostile = await request(cache.url).get('/v2/').set('host', 'evil.example",error="x');
     assert.equal(hostile.status, 401);
     assert.doesNotMatch(hostile.headers['www-authenticate'] ?? '', /evil|error=/);
+    const noPort = await request(cache.url).get('/v2/').set('host', 'evil.example:99999');
+    assert.doesNotMatch(noPort.headers['www-authenticate'] ?? '', /evil|99999/, 'a port no URL can hold is no realm');
     const normal = await request(cache.url).get('/v2/');
     assert.match(normal.headers['www-authenticate'] ?? '', new RegExp(`realm="http://${cache.host.replace(/\./g, '\\.')}/_pullthrough/token"`));
     await cache.close();

@@ -52,6 +52,8 @@ describe('config', () => {
     assert.ok(dup.includes('upstreams[1].default: only one upstream may be the default'));
     assert.ok(problems({ upstreams: [{ host: 'a.io', url: 'http://a/v2' }] }).some((p) => p.startsWith('upstreams[0].url: expected a bare origin')));
     assert.ok(problems({ upstreams: [{ host: 'https://a.io', url: 'http://a' }] }).some((p) => p.startsWith('upstreams[0].host: ')));
+    // The same host grammar the router checks requests against: a port no URL can hold is refused here too.
+    assert.ok(problems({ upstreams: [{ host: 'a.io:99999', url: 'http://a', default: true }] }).some((p) => p.startsWith('upstreams[0].host: expected a registry host')));
   });
 
   it('says a URL without a scheme is one, instead of crashing', () => {
