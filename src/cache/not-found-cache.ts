@@ -1,16 +1,19 @@
+import { LRUCache } from 'lru-cache';
+
 /**
  * Remembers upstream 404s for tags for a few seconds, so that a storm of pods asking for a tag
  * that does not exist (a typo in a Deployment, a tag not pushed yet) costs the upstream one
- * request, not hundreds. Bounded: the oldest entries go first.
+ * request, not hundreds. Bounded: the least recently used entries go first.
  */
 export class NotFoundCache {
-  readonly #expiresAt = new Map<string, number>();
+  // Expiry kept as the value and checked against the injected clock: lru-cache's own TTL reads
+  // performance.now() (and treats a start time of 0 as no TTL), which tests cannot step.
+  readonly #expiresAt: LRUCache<string, number>;
   readonly #now: () => number;
-  readonly #maxEntries: number;
 
   constructor(now: () => number, maxEntries = 10_000) {
     this.#now = now;
-    this.#maxEntries = maxEntries;
+    this.#expiresAt = new LRUCache({ max: maxEntries });
   }
 
   has(key: string): boolean {
@@ -22,16 +25,6 @@ export class NotFoundCache {
   }
 
   add(key: string, ttlMs: number): void {
-    if (ttlMs <= 0) return;
-    this.#expiresAt.delete(key);
-    if (this.#expiresAt.size >= this.#maxEntries) {
-      const oldest = this.#expiresAt.keys().next().value;
-      if (oldest !== undefined) this.#expiresAt.delete(oldest);
-    }
-    this.#expiresAt.set(key, this.#now() + ttlMs);
-  }
-
-  delete(key: string): void {
-    this.#expiresAt.delete(key);
+    if (ttlMs > 0) this.#expiresAt.set(key, this.#now() + ttlMs);
   }
 }

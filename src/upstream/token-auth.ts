@@ -2,6 +2,7 @@
  * Parsing of `WWW-Authenticate` challenges (RFC 9110 §11.6.1) and the token cache for the
  * Bearer flow distribution's token auth, Docker Hub and ghcr.io use.
  */
+import { LRUCache } from 'lru-cache';
 
 /** One challenge: its scheme (lower-cased) and parameters (keys lower-cased). */
 export interface AuthChallenge {
@@ -41,13 +42,12 @@ interface CachedToken {
 
 /** Tokens by key (scope plus, later, credential identity) until shortly before they expire. */
 export class TokenCache {
-  readonly #tokens = new Map<string, CachedToken>();
+  readonly #tokens: LRUCache<string, CachedToken>;
   readonly #now: () => number;
-  readonly #maxEntries: number;
 
   constructor(now: () => number, maxEntries = 10_000) {
     this.#now = now;
-    this.#maxEntries = maxEntries;
+    this.#tokens = new LRUCache({ max: maxEntries });
   }
 
   get(key: string): string | undefined {
@@ -64,10 +64,6 @@ export class TokenCache {
   set(key: string, token: string, expiresInSeconds: number | undefined): void {
     const lifetimeMs = Math.max(0, (expiresInSeconds ?? 60) * 1000 - 10_000);
     if (lifetimeMs === 0) return;
-    if (this.#tokens.size >= this.#maxEntries) {
-      const oldest = this.#tokens.keys().next().value;
-      if (oldest !== undefined) this.#tokens.delete(oldest);
-    }
     this.#tokens.set(key, { token, expiresAt: this.#now() + lifetimeMs });
   }
 }

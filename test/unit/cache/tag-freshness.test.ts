@@ -60,5 +60,8 @@ describe('NotFoundCache', () => {
     assert.ok(cache.has('c'));
     cache.add('z', 0);
     assert.ok(!cache.has('z'));
+    assert.ok(cache.has('b'));
+    cache.add('d', 1000);
+    assert.ok(cache.has('b') && !cache.has('c'), 'an entry asked for stays; the least recently used makes room');
   });
 });

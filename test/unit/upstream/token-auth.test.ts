@@ -32,6 +32,16 @@ describe('token cache', () => {
     now = 291_000;
     assert.equal(cache.get('scope'), undefined);
   });
+  it('stays bounded, dropping the least recently used token', () => {
+    const cache = new TokenCache(() => 0, 2);
+    cache.set('a', 'ta', 300);
+    cache.set('b', 'tb', 300);
+    assert.equal(cache.get('a'), 'ta');
+    cache.set('c', 'tc', 300);
+    assert.equal(cache.get('b'), undefined, 'b was the least recently used');
+    assert.equal(cache.get('a'), 'ta');
+    assert.equal(cache.get('c'), 'tc');
+  });
   it("does not keep tokens that expire within the margin", () => {
     const cache = new TokenCache(() => 0);
     cache.set('scope', 't', 5);
