@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { forEachConcurrently } from '../concurrency.js';
 import { formatImageReference, type ImageReference } from '../oci/image-reference.js';
 import { manifestReferences, type Descriptor } from '../oci/manifest.js';
 import { isIndexMediaType, MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
@@ -88,20 +89,17 @@ export async function walkImage(
   const bytesTotal = blobs.reduce((sum, b) => sum + b.size, 0);
   let bytesDone = 0;
   const queue = [...blobs];
-  async function worker(): Promise<void> {
-    for (let blob = queue.shift(); blob; blob = queue.shift()) {
-      const response = await fetch(`${baseUrl}/v2/${name}/blobs/${blob.digest}`, { signal: options.signal ?? null });
-      if (!response.ok || !response.body) throw new Error(`${what}: blob ${blob.digest}: ${response.status} ${describeError(Buffer.from(await response.arrayBuffer()))}`);
-      let received = 0;
-      for await (const chunk of response.body) {
-        received += chunk.length;
-        bytesDone += chunk.length;
-        options.onProgress?.({ bytesDone, bytesTotal });
-      }
-      if (received !== blob.size) throw new Error(`${what}: blob ${blob.digest}: ${received} bytes, the manifest says ${blob.size}`);
+  await forEachConcurrently(() => queue.shift(), options.concurrency ?? 3, async (blob) => {
+    const response = await fetch(`${baseUrl}/v2/${name}/blobs/${blob.digest}`, { signal: options.signal ?? null });
+    if (!response.ok || !response.body) throw new Error(`${what}: blob ${blob.digest}: ${response.status} ${describeError(Buffer.from(await response.arrayBuffer()))}`);
+    let received = 0;
+    for await (const chunk of response.body) {
+      received += chunk.length;
+      bytesDone += chunk.length;
+      options.onProgress?.({ bytesDone, bytesTotal });
     }
-  }
-  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 3, Math.max(1, blobs.length)) }, worker));
+    if (received !== blob.size) throw new Error(`${what}: blob ${blob.digest}: ${received} bytes, the manifest says ${blob.size}`);
+  });
   options.onProgress?.({ bytesDone: bytesTotal, bytesTotal });
   return { reference, root, manifests, blobs };
 }

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 
 /*
  * The layering README promises, checked on every import: http → cache → {upstream, storage} → oci,
- * with config, logger and metrics as leaves; each library in its home folder; `process` only in
+ * with config, logger, metrics and concurrency as leaves; each library in its home folder; `process` only in
  * main.ts. What dependency-cruiser would do, in a few lines and no dependency.
  */
 
@@ -30,7 +30,8 @@ function resolvedLayer(from: string, specifier: string): string | undefined {
 }
 
 /**
- * Which layers each layer may import (besides itself). Leaves: logger, metrics, oci; config uses
+ * Which layers each layer may import (besides itself). Leaves: logger, metrics, oci, concurrency
+ * (a worker pool); config uses
  * only oci, the protocol facts (registry host grammar, Docker Hub's names) its checks rest on.
  */
 const ALLOWED: Record<string, readonly string[]> = {
@@ -38,13 +39,14 @@ const ALLOWED: Record<string, readonly string[]> = {
   config: ['oci'],
   logger: [],
   metrics: [],
-  storage: ['oci', 'config', 'logger', 'metrics'],
-  upstream: ['oci', 'config', 'logger', 'metrics'],
-  cache: ['storage', 'upstream', 'oci', 'config', 'logger', 'metrics'],
-  http: ['cache', 'oci', 'config', 'logger', 'metrics'],
-  bundle: ['storage', 'oci', 'config', 'logger', 'metrics'],
-  cli: ['app', 'bundle', 'cache', 'storage', 'oci', 'config', 'logger', 'metrics'],
-  app: ['http', 'cache', 'upstream', 'storage', 'oci', 'config', 'logger', 'metrics'],
+  concurrency: [],
+  storage: ['oci', 'config', 'logger', 'metrics', 'concurrency'],
+  upstream: ['oci', 'config', 'logger', 'metrics', 'concurrency'],
+  cache: ['storage', 'upstream', 'oci', 'config', 'logger', 'metrics', 'concurrency'],
+  http: ['cache', 'oci', 'config', 'logger', 'metrics', 'concurrency'],
+  bundle: ['storage', 'oci', 'config', 'logger', 'metrics', 'concurrency'],
+  cli: ['app', 'bundle', 'cache', 'storage', 'oci', 'config', 'logger', 'metrics', 'concurrency'],
+  app: ['http', 'cache', 'upstream', 'storage', 'oci', 'config', 'logger', 'metrics', 'concurrency'],
   main: ['app', 'cli', 'bundle', 'config', 'logger'],
 };
 
