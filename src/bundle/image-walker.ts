@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { forEachConcurrently } from '../concurrency.js';
+import { parseDigest } from '../oci/digest.js';
 import { formatImageReference, type ImageReference } from '../oci/image-reference.js';
-import { manifestReferences, type Descriptor } from '../oci/manifest.js';
+import { checkManifestDigest, manifestReferences, type Descriptor } from '../oci/manifest.js';
 import { isIndexMediaType, MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
 
 /** `os/architecture[/variant]`, as in `--platform linux/arm64/v8`. */
@@ -70,9 +70,8 @@ export async function walkImage(
     const response = await fetch(`${baseUrl}/v2/${name}/manifests/${ref}`, { headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') }, signal: options.signal ?? null });
     const body = Buffer.from(await response.arrayBuffer());
     if (!response.ok) throw new Error(`${what}: manifest ${ref}: ${response.status} ${describeError(body)}`);
-    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-    const claimed = expected ?? response.headers.get('docker-content-digest') ?? digest;
-    if (claimed !== digest) throw new Error(`${what}: manifest ${ref} does not match its digest ${claimed}`);
+    const { digest, mismatch } = checkManifestDigest(body, expected === undefined ? undefined : parseDigest(expected), response.headers.get('docker-content-digest') ?? undefined);
+    if (mismatch !== undefined) throw new Error(`${what}: manifest ${ref} does not match its digest ${mismatch}`);
     return { digest, mediaType: response.headers.get('content-type') ?? '', bytes: body };
   }
 

@@ -1,9 +1,9 @@
 import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { parseDigest, type Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
-import { manifestProblem, manifestReferences } from '../oci/manifest.js';
+import { checkManifestDigest, manifestProblem, manifestReferences } from '../oci/manifest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { CachedManifest, ManifestCache } from '../storage/manifest-cache.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
@@ -72,10 +72,8 @@ export function createManifestFill(
         // The body is one buffer now, bounded by the memory cache from here on.
         reading -= held;
       }
-      const algorithm = expected?.algorithm ?? 'sha256';
-      const digest = digestOf(response.bytes, algorithm);
-      const claimed = expected?.value ?? (response.digest?.startsWith(`${algorithm}:`) ? response.digest : undefined);
-      if (claimed !== undefined && claimed !== digest) {
+      const { digest, mismatch: claimed } = checkManifestDigest(response.bytes, expected, response.digest);
+      if (claimed !== undefined) {
         deps.metrics.digestMismatches.inc();
         deps.logger.warn({ upstream: upstream.host, repository: link.repository, reference, expected: claimed, actual: digest }, 'upstream sent a manifest that does not match its digest; discarded');
         throw new UpstreamError('invalid', upstream.host, `upstream ${upstream.host} sent manifest ${reference} whose content does not match digest ${claimed}`);

@@ -1,3 +1,4 @@
+import { digestOf, type Digest } from './digest.js';
 import { isImageManifestMediaType, isIndexMediaType } from './media-types.js';
 
 /** A content descriptor's parts we rely on (image-spec "Descriptors"). */
@@ -90,4 +91,17 @@ export function manifestProblem(bytes: Uint8Array, mediaType: string): string | 
   if (body['mediaType'] !== undefined && body['mediaType'] !== mediaType) return 'the body declares another media type';
   if (isIndex) return Array.isArray(body['manifests']) ? undefined : 'an index without a manifests list';
   return typeof body['config'] === 'object' && body['config'] !== null && Array.isArray(body['layers']) ? undefined : 'a manifest without config and layers';
+}
+
+/**
+ * Checks a manifest body against the digest it must have: `expected` when it was asked for by
+ * digest (or an index names it), else the registry's `Docker-Content-Digest` when that is in the
+ * same algorithm (sha256, when nothing is expected). Hashes the body once.
+ * @returns the body's digest and, when it does not match, the digest it was claimed to have.
+ */
+export function checkManifestDigest(bytes: Uint8Array, expected: Digest | undefined, headerDigest: string | undefined): { digest: string; mismatch: string | undefined } {
+  const algorithm = expected?.algorithm ?? 'sha256';
+  const digest = digestOf(bytes, algorithm);
+  const claimed = expected?.value ?? (headerDigest?.startsWith(`${algorithm}:`) ? headerDigest : undefined);
+  return { digest, mismatch: claimed !== undefined && claimed !== digest ? claimed : undefined };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { declaredMediaType, manifestReferences } from '../../../src/oci/manifest.js';
+import { digestOf, parseDigest } from '../../../src/oci/digest.js';
+import { checkManifestDigest, declaredMediaType, manifestReferences } from '../../../src/oci/manifest.js';
 import { makeImage, makeIndex } from '../../helpers/images.js';
 
 describe('manifest references', () => {
@@ -20,5 +21,25 @@ describe('manifest references', () => {
     assert.deepEqual(manifestReferences(Buffer.from('not json'), 'x'), { manifests: [], blobs: [] });
     assert.deepEqual(manifestReferences(Buffer.from('{"layers":[{"digest":1}]}'), 'x'), { manifests: [], blobs: [] });
     assert.equal(declaredMediaType(Buffer.from('[]')), undefined);
+  });
+});
+
+describe('checkManifestDigest', () => {
+  const body = Buffer.from('{"schemaVersion":2}');
+  const sha256 = digestOf(body);
+  const sha512 = digestOf(body, 'sha512');
+  const other = digestOf(Buffer.from('other'));
+
+  it('checks against the expected digest, in its algorithm, before any header', () => {
+    assert.deepEqual(checkManifestDigest(body, parseDigest(sha256), other), { digest: sha256, mismatch: undefined });
+    assert.deepEqual(checkManifestDigest(body, parseDigest(sha512), undefined), { digest: sha512, mismatch: undefined }, 'an index may name a child by sha512');
+    assert.deepEqual(checkManifestDigest(body, parseDigest(other), sha256), { digest: sha256, mismatch: other });
+  });
+
+  it('else against Docker-Content-Digest when it is sha256, else nothing', () => {
+    assert.deepEqual(checkManifestDigest(body, undefined, sha256), { digest: sha256, mismatch: undefined });
+    assert.deepEqual(checkManifestDigest(body, undefined, other), { digest: sha256, mismatch: other });
+    assert.deepEqual(checkManifestDigest(body, undefined, sha512), { digest: sha256, mismatch: undefined });
+    assert.deepEqual(checkManifestDigest(body, undefined, undefined), { digest: sha256, mismatch: undefined });
   });
 });
