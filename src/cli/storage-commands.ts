@@ -13,7 +13,7 @@ import { createManifestCache } from '../storage/manifest-cache.js';
 import { createMetadataIndex } from '../storage/metadata-index.js';
 import { readStorageOwner } from '../storage/storage-lock.js';
 import { UsageError } from './preload.js';
-import { formatBytes } from '../config/units.js';
+import { formatAgo, formatBytes } from '../config/units.js';
 import type { CommandIo } from './progress.js';
 
 /** Opens this config's storage beside a server that may be running on it (tmp/ is left alone). */
@@ -39,12 +39,6 @@ function imageArgument(positionals: readonly string[], command: string) {
   } catch (err) {
     throw new UsageError(`${JSON.stringify(positionals[0])} is not an image reference: ${(err as Error).message}`);
   }
-}
-
-function ago(at: number | null, now: number): string {
-  if (at === null) return 'never';
-  const minutes = Math.round((now - at) / 60_000);
-  return minutes < 120 ? `${minutes} min ago` : minutes < 2880 ? `${Math.round(minutes / 60)} h ago` : `${Math.round(minutes / 1440)} d ago`;
 }
 
 /**
@@ -80,7 +74,7 @@ export async function runStorageCommand(command: string, argv: readonly string[]
         const width = Math.max(5, ...rows.map((r) => r.image.length));
         io.out.write(`${'IMAGE'.padEnd(width)}  ${'SIZE'.padStart(10)}  ${'PULLS'.padStart(6)}  LAST PULL     PINNED\n`);
         for (const r of rows) {
-          io.out.write(`${r.image.padEnd(width)}  ${formatBytes(r.sizeBytes).padStart(10)}  ${String(r.pulls).padStart(6)}  ${ago(r.lastPulledAt, io.now()).padEnd(12)}  ${r.isPinned ? 'yes' : ''}\n`);
+          io.out.write(`${r.image.padEnd(width)}  ${formatBytes(r.sizeBytes).padStart(10)}  ${String(r.pulls).padStart(6)}  ${formatAgo(r.lastPulledAt, io.now()).padEnd(12)}  ${r.isPinned ? 'yes' : ''}\n`);
         }
         return 0;
       }

@@ -83,6 +83,16 @@ export function formatBytes(n: number): string {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
+/** How long ago `at` was, for people: `45 s ago`, `12 min ago`, `5 h ago`, `3 d ago`; `never` without one. */
+export function formatAgo(at: number | undefined | null, now: number): string {
+  if (at === undefined || at === null) return 'never';
+  const seconds = Math.max(0, Math.round((now - at) / 1000));
+  if (seconds < 120) return `${seconds} s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 48 * 3600) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86_400)} d ago`;
+}
+
 /** `10.0.0.0/8`, `fd00::/8`, `192.168.1.7` (one address) → its parts, or undefined when it is not one. */
 export function parseCidr(input: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
   const [address = '', prefixText, ...rest] = input.trim().split('/');

@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import type { CacheStatus, ImageSummary, StatusReport } from '../../cache/cache-status.js';
 import type { ServedHistory } from '../../cache/served-history.js';
-import { formatBytes } from '../../config/units.js';
+import { formatAgo, formatBytes } from '../../config/units.js';
 import { labels } from '../request-context.js';
 import { renderServedChart } from './served-chart.js';
 
@@ -10,18 +10,10 @@ const escape = (text: string) => text.replace(/[&<>"']/g, (c) => ESCAPES[c] ?? c
 
 const bytes = formatBytes;
 
-function ago(at: number | undefined | null, now: number): string {
-  if (at === undefined || at === null) return 'never';
-  const seconds = Math.max(0, Math.round((now - at) / 1000));
-  if (seconds < 120) return `${seconds} s ago`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
-  return `${Math.round(seconds / 3600)} h ago`;
-}
-
 function imageRows(images: readonly ImageSummary[], now: number): string {
   if (images.length === 0) return '<tr><td colspan="4" class="empty">nothing cached yet</td></tr>';
   return images
-    .map((i) => `<tr><td>${escape(`${i.upstream}/${i.repository}:${i.tag}`)}</td><td class="num">${bytes(i.sizeBytes)}</td><td class="num">${i.pulls}</td><td>${ago(i.lastPulledAt, now)}</td></tr>`)
+    .map((i) => `<tr><td>${escape(`${i.upstream}/${i.repository}:${i.tag}`)}</td><td class="num">${bytes(i.sizeBytes)}</td><td class="num">${i.pulls}</td><td>${formatAgo(i.lastPulledAt, now)}</td></tr>`)
     .join('');
 }
 
@@ -44,7 +36,7 @@ export function renderStatusPage(report: StatusReport, now: number, history?: Se
             : healthy
               ? 'ok'
               : `failing: ${escape(u.lastError ?? '')}`;
-      return `<tr><td>${escape(u.host)}${u.isDefault ? ' <span class="tag">default</span>' : ''}</td><td class="${healthy ? 'ok' : 'bad'}">${state}</td><td>${ago(u.lastOkAt, now)}</td><td class="num">${u.rateLimitRemaining ?? '–'}</td></tr>`;
+      return `<tr><td>${escape(u.host)}${u.isDefault ? ' <span class="tag">default</span>' : ''}</td><td class="${healthy ? 'ok' : 'bad'}">${state}</td><td>${formatAgo(u.lastOkAt, now)}</td><td class="num">${u.rateLimitRemaining ?? '–'}</td></tr>`;
     })
     .join('');
   return `<!doctype html>

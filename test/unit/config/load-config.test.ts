@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, formatConfig, loadConfig, parseConfig } from '../../../src/config/load-config.js';
-import { formatDurationMs, formatSizeBytes, parseDurationMs, parseListenAddress, parseSizeBytes } from '../../../src/config/units.js';
+import { formatAgo, formatDurationMs, formatSizeBytes, parseDurationMs, parseListenAddress, parseSizeBytes } from '../../../src/config/units.js';
 
 const minimal = { upstreams: [{ host: 'docker.io', url: 'https://registry-1.docker.io', default: true }] };
 
@@ -152,6 +152,16 @@ describe('config', () => {
 });
 
 describe('units', () => {
+  it('says how long ago, in the unit people read at a glance', () => {
+    const now = 1_000_000_000;
+    assert.equal(formatAgo(undefined, now), 'never');
+    assert.equal(formatAgo(null, now), 'never');
+    assert.equal(formatAgo(now - 45_000, now), '45 s ago');
+    assert.equal(formatAgo(now + 5_000, now), '0 s ago', 'a clock stepped back is not the future');
+    assert.equal(formatAgo(now - 12 * 60_000, now), '12 min ago');
+    assert.equal(formatAgo(now - 5 * 3_600_000, now), '5 h ago');
+    assert.equal(formatAgo(now - 3 * 86_400_000, now), '3 d ago');
+  });
   it('parses durations', () => {
     assert.equal(parseDurationMs('0'), 0);
     assert.equal(parseDurationMs('250ms'), 250);
