@@ -13,8 +13,4 @@ export class SingleFlight<V> {
     this.#running.set(key, promise);
     return { promise, joined: false };
   }
-
-  get size(): number {
-    return this.#running.size;
-  }
 }

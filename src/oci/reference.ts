@@ -43,11 +43,6 @@ export function parseManifestReference(reference: string): ManifestReference {
   return { kind: 'tag', tag: reference };
 }
 
-/** The canonical string of a manifest reference: the tag, or the digest's `algorithm:hex`. */
-export function referenceString(reference: ManifestReference): string {
-  return reference.kind === 'tag' ? reference.tag : reference.digest.value;
-}
-
 /** The host names Docker Hub goes by in image references and configs; `docker.io` is the canonical one. */
 export const DOCKER_HUB_HOSTS: readonly string[] = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
 

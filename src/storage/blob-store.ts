@@ -31,7 +31,6 @@ export interface BlobStore {
    * a previous process left in `tmp/`; tools that may run beside a server must not.
    */
   init(options?: { purgeTemp: boolean }): Promise<void>;
-  pathFor(digest: Digest): string;
   /** The committed file's size, or undefined when it is not on disk. */
   size(digest: Digest): Promise<number | undefined>;
   /** Streams committed content (or a range of it). The caller owns and must consume or destroy the stream. */
@@ -86,7 +85,6 @@ export function createBlobStore(options: { root: string }): BlobStore {
       if (purgeTemp) await rm(tmpDir, { recursive: true, force: true });
       await mkdir(tmpDir, { recursive: true });
     },
-    pathFor,
     async size(digest) {
       try {
         return (await stat(pathFor(digest))).size;
