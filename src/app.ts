@@ -77,11 +77,11 @@ function readConfiguredFile(key: string, file: string): Buffer {
  * after up to 60), so it is checked at a tenth of the shorter timeout, at most every second.
  */
 function serverOptions(limits: Config['server']) {
-  const shorter = Math.min(limits.headersTimeout, limits.requestTimeout);
+  const shorter = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
   return {
     keepAliveTimeout: 65_000,
-    headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
-    requestTimeout: limits.requestTimeout,
+    headersTimeout: shorter,
+    requestTimeout: limits.requestTimeoutMs,
     connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(shorter / 10))),
   };
 }
@@ -175,13 +175,13 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   const settingsOf = (host: string) => upstreamConfigs.get(host) ?? catchAll;
   const memory = createManifestCache({ maxBytes: config.cache.manifestMemoryBytes });
   const keeper = createStorageKeeper(
-    { maxBytes: config.storage.maxBytes, highWatermark: config.storage.highWatermark, lowWatermark: config.storage.lowWatermark, fillTimeoutMs: config.cache.fillTimeout },
+    { maxBytes: config.storage.maxBytes, highWatermark: config.storage.highWatermark, lowWatermark: config.storage.lowWatermark, fillTimeoutMs: config.cache.fillTimeoutMs },
     { index, store, memory, metrics, logger, now },
   );
   const evictSoon = () => {
     keeper.maybeEvict().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'eviction failed'));
   };
-  const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeout, maxConcurrentFills: config.cache.maxConcurrentFills }, { store, index, space: keeper, metrics, logger, onCommit: evictSoon });
+  const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeoutMs, maxConcurrentFills: config.cache.maxConcurrentFills }, { store, index, space: keeper, metrics, logger, onCommit: evictSoon });
   const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes, readBudgetBytes: config.cache.manifestReadBytes }, { store, index, memory, metrics, logger });
   const configuredCredentials = new Map<string, ConfiguredCredentials>();
   config.upstreams.forEach((upstream, i) => {
@@ -193,13 +193,13 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
       throw new ConfigError('config', [`upstreams[${i}].credentials: ${(err as Error).message}`], { cause: err });
     }
   });
-  const access = createAccessPolicy({ accessTtlMs: (host) => settingsOf(host)?.accessTtl ?? 0, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
+  const access = createAccessPolicy({ accessTtlMs: (host) => settingsOf(host)?.accessTtlMs ?? 0, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
   const isOffline = (host: string) => config.offline || (settingsOf(host)?.offline ?? false);
   const cluster = clusterOf(config, { userAgent, isOffline }, { router, store, index, manifests, fills, access, metrics, logger, now });
   const registry = createPullThroughRegistry(
     {
       tagTtlMs: createTagTtlPolicy(config.upstreams),
-      notFoundTtlMs: (host) => settingsOf(host)?.notFoundTtl ?? 0,
+      notFoundTtlMs: (host) => settingsOf(host)?.notFoundTtlMs ?? 0,
       isOffline,
       prefetchBlobs: config.cache.prefetchBlobs,
     },
@@ -222,7 +222,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
     metrics,
     logger,
     exposeMetrics: config.metrics.enabled,
-    sendIdleTimeoutMs: config.server.sendIdleTimeout,
+    sendIdleTimeoutMs: config.server.sendIdleTimeoutMs,
     auth,
     admin,
     metricsToken: config.metrics.requireToken ? adminToken : undefined,
@@ -243,10 +243,10 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   }, ACCESS_FLUSH_MS);
   flushTimer.unref();
   const gcTimer =
-    config.storage.gcInterval > 0 && lock.isOwner
+    config.storage.gcIntervalMs > 0 && lock.isOwner
       ? setInterval(() => {
           keeper.collectGarbage(GC_GRACE_MS).catch((err: unknown) => logger.error({ err: (err as Error).message }, 'garbage collection failed'));
-        }, config.storage.gcInterval)
+        }, config.storage.gcIntervalMs)
       : undefined;
   gcTimer?.unref();
 

@@ -10,13 +10,13 @@ function globToRegExp(glob: string): RegExp {
  * The freshness window of each tag: the upstream's `tagTtlRules` in order (first match wins),
  * else its `tagTtl`. Patterns are compiled once, here.
  */
-export function createTagTtlPolicy(upstreams: readonly Pick<UpstreamConfig, 'host' | 'tagTtl' | 'tagTtlRules'>[]): (host: string, tag: string) => number {
+export function createTagTtlPolicy(upstreams: readonly Pick<UpstreamConfig, 'host' | 'tagTtlMs' | 'tagTtlRules'>[]): (host: string, tag: string) => number {
   const policies = new Map(
     upstreams.map((u) => [
       u.host,
       {
-        fallback: u.tagTtl,
-        rules: u.tagTtlRules.map((rule) => ({ pattern: rule.regex !== undefined ? new RegExp(rule.regex) : globToRegExp(rule.match ?? '*'), ttl: rule.ttl })),
+        fallback: u.tagTtlMs,
+        rules: u.tagTtlRules.map((rule) => ({ pattern: rule.regex !== undefined ? new RegExp(rule.regex) : globToRegExp(rule.match ?? '*'), ttl: rule.ttlMs })),
       },
     ]),
   );

@@ -22,7 +22,7 @@ async function withAdmin<T>(config: Config, io: CommandIo, work: (admin: CacheAd
   await store.init({ purgeTemp: false });
   const index = createMetadataIndex({ path: path.join(store.root, 'index.db') }, { now: io.now });
   const keeper = createStorageKeeper(
-    { maxBytes: config.storage.maxBytes, highWatermark: config.storage.highWatermark, lowWatermark: config.storage.lowWatermark, fillTimeoutMs: config.cache.fillTimeout },
+    { maxBytes: config.storage.maxBytes, highWatermark: config.storage.highWatermark, lowWatermark: config.storage.lowWatermark, fillTimeoutMs: config.cache.fillTimeoutMs },
     { index, store, memory: createManifestCache({ maxBytes: 1 }), metrics: createMetrics({ withDefaultMetrics: false }), logger: createSilentLogger(), now: io.now },
   );
   try {

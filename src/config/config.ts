@@ -25,6 +25,23 @@ export const duration = unit(parseDurationMs);
 /** A size key (`4MiB`), held in bytes; `formatConfig` prints it back the way it is written. */
 export const size = unit(parseSizeBytes);
 
+/** `keys` renamed `<key>Ms`. */
+type WithMs<O, K extends keyof O & string> = { [P in keyof O as P extends K ? `${P}Ms` : P]: O[P] };
+
+/**
+ * Renames duration keys to carry their unit (`fillTimeout` → `fillTimeoutMs`) once they are
+ * milliseconds: the file says `fillTimeout: 30m`, the code reads `fillTimeoutMs`. Validation has
+ * run by then, so problems still name the key as written; `formatConfig` maps the names back.
+ */
+function withMs<O extends object, const K extends keyof O & string>(value: O, keys: readonly K[]): WithMs<O, K> {
+  const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const key of keys) {
+    out[`${key}Ms`] = out[key];
+    delete out[key];
+  }
+  return out as WithMs<O, K>;
+}
+
 /**
  * A rule over several keys. zod skips an object's or array's refinements once anything inside
  * it failed, so a second default upstream would be reported only after a typo elsewhere in the
@@ -80,7 +97,8 @@ const tagTtlRule = z
     crossCheck<{ match?: unknown; regex?: unknown }>((rule, report) => {
       if ((rule.match === undefined) === (rule.regex === undefined)) report([], 'give exactly one of match or regex');
     }),
-  );
+  )
+  .transform((rule) => withMs(rule, ['ttl']));
 
 const credentialsSchema = z
   .strictObject({
@@ -167,6 +185,7 @@ const upstreamSchema = z.strictObject({
       /** @default 30s */
       openFor: duration.default(30_000),
     })
+    .transform((breaker) => withMs(breaker, ['openFor']))
     .prefault({}),
   timeouts: z
     .strictObject({
@@ -179,8 +198,9 @@ const upstreamSchema = z.strictObject({
       /** Overall deadline of one manifest, tag-list or token exchange (blob bodies: cache.fillTimeout). @default 60s */
       total: duration.default(60_000),
     })
+    .transform((timeouts) => withMs(timeouts, ['connect', 'headers', 'bodyIdle', 'total']))
     .prefault({}),
-});
+}).transform((upstream) => withMs(upstream, ['tagTtl', 'notFoundTtl', 'accessTtl']));
 
 export const configSchema = z
   .strictObject({
@@ -236,6 +256,7 @@ export const configSchema = z
         /** Tokens a client address may take at once before tokenRatePerSecond applies. @default 100 */
         tokenBurst: z.number().int().min(1).default(100),
       })
+      .transform((server) => withMs(server, ['headersTimeout', 'requestTimeout', 'sendIdleTimeout']))
       .prefault({}),
     storage: z
       .strictObject({
@@ -257,6 +278,7 @@ export const configSchema = z
           }
         }),
       )
+      .transform((storage) => withMs(storage, ['gcInterval']))
       .prefault({}),
     cache: z
       .strictObject({
@@ -288,7 +310,7 @@ export const configSchema = z
         manifestReadBytes: size.optional(),
       })
       .refine((c) => c.manifestReadBytes === undefined || c.manifestReadBytes >= c.maxManifestBytes, { message: 'manifestReadBytes must be at least maxManifestBytes', path: ['manifestReadBytes'] })
-      .transform((c) => ({ ...c, manifestReadBytes: c.manifestReadBytes ?? 2 * c.maxManifestBytes }))
+      .transform((c) => withMs({ ...c, manifestReadBytes: c.manifestReadBytes ?? 2 * c.maxManifestBytes }, ['fillTimeout']))
       .prefault({}),
     admin: z
       .strictObject({

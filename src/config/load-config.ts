@@ -129,7 +129,9 @@ function present(schema: z.core.$ZodType | undefined, value: unknown, key?: stri
   if (def.type === 'pipe') return present(def.in, value, key);
   if (def.type === 'array' && Array.isArray(value)) return value.map((item) => present(def.element, item));
   if (def.type === 'object' && typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, present(def.shape?.[k], v, k)]));
+    // A duration read as `fooMs` is written `foo` (see withMs in config.ts).
+    const written = (k: string) => (def.shape?.[k] === undefined && k.endsWith('Ms') && def.shape?.[k.slice(0, -2)] !== undefined ? k.slice(0, -2) : k);
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [written(k), present(def.shape?.[written(k)], v, written(k))]));
   }
   return value;
 }

@@ -88,8 +88,8 @@ export interface UpstreamOptions {
   readonly userAgent: string;
   /** The `upstream` label of its metrics (default: host); catch-all hosts share one past a few. */
   readonly metricsLabel?: string | undefined;
-  readonly timeouts: { readonly connect: number; readonly headers: number; readonly bodyIdle: number; readonly total: number };
-  readonly breaker: { readonly failures: number; readonly openFor: number };
+  readonly timeouts: { readonly connectMs: number; readonly headersMs: number; readonly bodyIdleMs: number; readonly totalMs: number };
+  readonly breaker: { readonly failures: number; readonly openForMs: number };
 }
 
 type Kind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
@@ -114,15 +114,15 @@ function contentLength(headers: Dispatcher.ResponseData['headers']): number | un
 export function createUpstream(options: UpstreamOptions, deps: { metrics: Metrics; logger: Logger; now: () => number }): Upstream {
   const { host } = options;
   const label = options.metricsLabel ?? host;
-  const deadlineMs = options.timeouts.total;
+  const deadlineMs = options.timeouts.totalMs;
   const base = new URL(options.url);
   const tokens = new TokenCache(deps.now);
   let health: Omit<UpstreamHealth, 'breaker'> = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
   const breaker = new CircuitBreaker(
-    { failures: options.breaker.failures, openForMs: options.breaker.openFor },
+    { failures: options.breaker.failures, openForMs: options.breaker.openForMs },
     {
       now: deps.now,
-      onChange: (state) => failures.breakerChanged(state, options.breaker.openFor),
+      onChange: (state) => failures.breakerChanged(state, options.breaker.openForMs),
     },
   );
   const failures = createFailureLog({ host, url: base.origin }, { logger: deps.logger, breaker, setOpenGauge: (value) => deps.metrics.upstreamBreakerOpen.set({ upstream: label }, value) });
@@ -146,9 +146,9 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   const refusedCredentials = new LRUCache<string, number>({ max: 10_000 });
   const agent = new Agent({
     // Every connection, the first included, goes through the policy: see network-policy.ts.
-    connect: createGuardedConnector(network, { timeout: options.timeouts.connect }),
-    headersTimeout: options.timeouts.headers,
-    bodyTimeout: options.timeouts.bodyIdle,
+    connect: createGuardedConnector(network, { timeout: options.timeouts.connectMs }),
+    headersTimeout: options.timeouts.headersMs,
+    bodyTimeout: options.timeouts.bodyIdleMs,
     keepAliveTimeout: 30_000,
   });
 

@@ -132,7 +132,7 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
 
   const registry = createPullThroughRegistry(
     {
-      tagTtlMs: createTagTtlPolicy([{ host, tagTtl: tagTtlMs, tagTtlRules: [] }]),
+      tagTtlMs: createTagTtlPolicy([{ host, tagTtlMs, tagTtlRules: [] }]),
       notFoundTtlMs: () => options.notFoundTtlMs ?? 10_000,
       isOffline: () => isOffline,
       prefetchBlobs: 0,

@@ -32,7 +32,7 @@ describe('upstream failures in the log', () => {
   it('warns once when an upstream starts failing, naming the cause; the breaker warning names it too; recovery once', async () => {
     const entries: Entry[] = [];
     const upstream = createUpstream(
-      { host: 'docker.io', url: 'http://127.0.0.1:1', isUrlTrusted: true, allowOrigins: [], allowPrivate: [], userAgent: 'test', timeouts: { connect: 2_000, headers: 2_000, bodyIdle: 2_000, total: 10_000 }, breaker: { failures: 3, openFor: 60_000 } },
+      { host: 'docker.io', url: 'http://127.0.0.1:1', isUrlTrusted: true, allowOrigins: [], allowPrivate: [], userAgent: 'test', timeouts: { connectMs: 2_000, headersMs: 2_000, bodyIdleMs: 2_000, totalMs: 10_000 }, breaker: { failures: 3, openForMs: 60_000 } },
       { metrics: createMetrics({ withDefaultMetrics: false }), logger: recordingLogger(entries), now: Date.now },
     );
     try {
@@ -51,7 +51,7 @@ describe('upstream failures in the log', () => {
   it('says once that a failing upstream answers again', async () => {
     const entries: Entry[] = [];
     const upstream = createUpstream(
-      { host: 'docker.io', url: fake.url, isUrlTrusted: true, allowOrigins: [], allowPrivate: [], userAgent: 'test', timeouts: { connect: 2_000, headers: 2_000, bodyIdle: 2_000, total: 10_000 }, breaker: { failures: 5, openFor: 60_000 } },
+      { host: 'docker.io', url: fake.url, isUrlTrusted: true, allowOrigins: [], allowPrivate: [], userAgent: 'test', timeouts: { connectMs: 2_000, headersMs: 2_000, bodyIdleMs: 2_000, totalMs: 10_000 }, breaker: { failures: 5, openForMs: 60_000 } },
       { metrics: createMetrics({ withDefaultMetrics: false }), logger: recordingLogger(entries), now: Date.now },
     );
     try {

@@ -8,14 +8,14 @@ describe('tag freshness', () => {
   const policy = createTagTtlPolicy([
     {
       host: 'docker.io',
-      tagTtl: 300_000,
+      tagTtlMs: 300_000,
       tagTtlRules: [
-        { match: 'latest', ttl: 0 },
-        { match: '*-snapshot', ttl: 30_000 },
-        { regex: '^v?\\d+\\.\\d+\\.\\d+$', ttl: 604_800_000 },
+        { match: 'latest', ttlMs: 0 },
+        { match: '*-snapshot', ttlMs: 30_000 },
+        { regex: '^v?\\d+\\.\\d+\\.\\d+$', ttlMs: 604_800_000 },
       ],
     },
-    { host: 'ghcr.io', tagTtl: 60_000, tagTtlRules: [] },
+    { host: 'ghcr.io', tagTtlMs: 60_000, tagTtlRules: [] },
   ]);
 
   it('applies the first matching rule, else the upstream tagTtl', () => {

@@ -26,8 +26,8 @@ describe('config', () => {
     assert.equal(config.storage.root, './storage');
     assert.equal(config.cache.maxManifestBytes, 4 * 1024 * 1024);
     assert.equal(config.cache.prefetchBlobs, 0, 'prefetch is opt-in');
-    assert.equal(config.upstreams[0]?.tagTtl, 300_000);
-    assert.equal(config.upstreams[0]?.timeouts.connect, 10_000);
+    assert.equal(config.upstreams[0]?.tagTtlMs, 300_000);
+    assert.equal(config.upstreams[0]?.timeouts.connectMs, 10_000);
     assert.ok(Object.isFrozen(config.upstreams[0]));
   });
 
@@ -118,7 +118,7 @@ describe('config', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'pullthrough-config-'));
     const good = path.join(dir, 'good.yaml');
     await writeFile(good, 'upstreams:\n  - host: ghcr.io\n    url: https://ghcr.io\n    tagTtl: 90s\n');
-    assert.equal(loadConfig(good, {}).upstreams[0]?.tagTtl, 90_000);
+    assert.equal(loadConfig(good, {}).upstreams[0]?.tagTtlMs, 90_000);
     const bad = path.join(dir, 'bad.yaml');
     await writeFile(bad, 'upstreams: [\n');
     assert.throws(() => loadConfig(bad, {}), (err: Error) => err instanceof ConfigError && err.message.includes(bad) && err.message.includes('not valid YAML'));
@@ -126,7 +126,10 @@ describe('config', () => {
   });
 
   it('prints durations and sizes as people write them, and parses back to the same config', () => {
-    const config = parseConfig({ ...minimal, storage: { maxBytes: '50GB', gcInterval: '90m' }, cache: { fillTimeout: 30 } }, {}, 't');
+    const upstreams = [{ ...minimal.upstreams[0], tagTtlRules: [{ match: 'v*', ttl: '1h' }] }];
+    const config = parseConfig({ upstreams, storage: { maxBytes: '50GB', gcInterval: '90m' }, cache: { fillTimeout: 30 } }, {}, 't');
+    assert.equal(config.cache.fillTimeoutMs, 30_000);
+    assert.equal(config.upstreams[0]?.tagTtlRules[0]?.ttlMs, 3_600_000);
     const text = formatConfig(config);
     assert.match(text, /gcInterval: 90m\n/);
     assert.match(text, /maxBytes: 50GB\n/);
@@ -134,7 +137,12 @@ describe('config', () => {
     assert.match(text, /fillTimeout: 30s\n/);
     assert.match(text, /tagTtl: 5m\n/);
     assert.match(text, /notFoundTtl: 10s\n/);
+    assert.match(text, /headersTimeout: 30s\n/);
+    assert.match(text, /openFor: 30s\n/);
+    assert.match(text, /connect: 10s\n/);
+    assert.match(text, /ttl: 1h\n/);
     assert.doesNotMatch(text, /3600000|4194304/);
+    assert.doesNotMatch(text, /Ms:/, 'the keys a config file is written with, not the names the code reads');
     assert.deepEqual(parseConfig(parseYaml(text), {}, 'printed'), config);
   });
 
