@@ -131,7 +131,12 @@ function present(schema: z.core.$ZodType | undefined, value: unknown, key?: stri
   if (def.type === 'object' && typeof value === 'object' && value !== null) {
     // A duration read as `fooMs` is written `foo` (see withMs in config.ts).
     const written = (k: string) => (def.shape?.[k] === undefined && k.endsWith('Ms') && def.shape?.[k.slice(0, -2)] !== undefined ? k.slice(0, -2) : k);
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [written(k), present(def.shape?.[written(k)], v, written(k))]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => {
+        const key = written(k);
+        return [key, present(def.shape?.[key], v, key)];
+      }),
+    );
   }
   return value;
 }
