@@ -1,3 +1,4 @@
+import { forEachConcurrently } from '../concurrency.js';
 import type { Credentials } from '../config/credentials.js';
 import type { Metrics } from '../metrics.js';
 import { parseDigest, type Digest } from '../oci/digest.js';
@@ -55,29 +56,26 @@ export function createPrefetcher(
       if (digest) queued -= 1;
       return digest;
     };
-    const worker = async (): Promise<void> => {
-      for (let digest = next(); digest; digest = next()) {
-        if ((index.getContent(digest.value) && index.isHeldBy(link.upstream, digest.value)) || deps.fills.runningFor(link.upstream, digest)) continue;
-        if (deps.fills.size >= deps.fills.limit / 2) {
-          // Busy: the clients' own requests fill what they need; drop the rest of this queue.
-          metrics.prefetches.inc({ result: 'skipped' }, queue.length + 1);
-          queued -= queue.length;
-          queue.length = 0;
-          return;
-        }
-        try {
-          const fill = await deps.fills.join(route.upstream, link, digest, credentials);
-          await fill.done;
-          const isCommitted = index.isLinked(link, digest.value);
-          // As for a client's anonymous download: the upstream served it to no credentials, just now.
-          if (isCommitted && credentials === undefined) access.recordSuccess(link, undefined);
-          metrics.prefetches.inc({ result: isCommitted ? 'committed' : 'failed' });
-        } catch {
-          // The upstream refused or is gone: the client's own request will say so.
-          metrics.prefetches.inc({ result: 'failed' });
-        }
+    void forEachConcurrently(next, Math.min(options.prefetchBlobs, queue.length), async (digest) => {
+      if ((index.getContent(digest.value) && index.isHeldBy(link.upstream, digest.value)) || deps.fills.runningFor(link.upstream, digest)) return;
+      if (deps.fills.size >= deps.fills.limit / 2) {
+        // Busy: the clients' own requests fill what they need; drop the rest of this queue.
+        metrics.prefetches.inc({ result: 'skipped' }, queue.length + 1);
+        queued -= queue.length;
+        queue.length = 0;
+        return;
       }
-    };
-    for (let i = 0; i < Math.min(options.prefetchBlobs, queue.length); i++) void worker();
+      try {
+        const fill = await deps.fills.join(route.upstream, link, digest, credentials);
+        await fill.done;
+        const isCommitted = index.isLinked(link, digest.value);
+        // As for a client's anonymous download: the upstream served it to no credentials, just now.
+        if (isCommitted && credentials === undefined) access.recordSuccess(link, undefined);
+        metrics.prefetches.inc({ result: isCommitted ? 'committed' : 'failed' });
+      } catch {
+        // The upstream refused or is gone: the client's own request will say so.
+        metrics.prefetches.inc({ result: 'failed' });
+      }
+    });
   };
 }
