@@ -1,14 +1,5 @@
 import { z } from 'zod';
-import { parseDurationMs } from './units.js';
-
-const durationMs = z.union([z.string(), z.number()]).transform((input, ctx) => {
-  try {
-    return parseDurationMs(input);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
+import { duration, withMs } from './schema-units.js';
 
 /** How a member is reached: an http(s) origin (no path), so every member names every other one the same way. */
 const memberUrl = z
@@ -31,19 +22,19 @@ export const clusterSchema = z
     /** Resolvers asked for `dns` (`host` or `host:port`); absent: the system's. */
     dnsServers: z.array(z.string().min(1)).optional(),
     /** How often `dns` is resolved again. @default 30s */
-    refresh: durationMs.default(30_000).refine((ms) => ms >= 1_000, 'at least 1s'),
+    refresh: duration.default(30_000).refine((ms) => ms >= 1_000, 'at least 1s'),
     /** File holding the secret every member signs peer requests with (at least 16 characters); without it there is no cluster. */
     secretFile: z.string().min(1).optional(),
     /** A peer that does not accept the connection within this long is skipped. @default 250ms */
-    connectTimeout: durationMs.default(250).refine((ms) => ms > 0, 'must be above 0'),
+    connectTimeout: duration.default(250).refine((ms) => ms > 0, 'must be above 0'),
     /** A peer that sends no response headers within this long is skipped. @default 5s */
-    firstByteTimeout: durationMs.default(5_000).refine((ms) => ms > 0, 'must be above 0'),
+    firstByteTimeout: duration.default(5_000).refine((ms) => ms > 0, 'must be above 0'),
   })
   .superRefine((c, ctx) => {
     const hasMembers = c.peers.length > 0 || c.dns !== undefined;
     if (hasMembers && c.self === undefined) ctx.addIssue({ code: 'custom', path: ['self'], message: 'needed with peers or dns: how the other members reach this one (PULLTHROUGH_CLUSTER_SELF)' });
     if (hasMembers && c.secretFile === undefined) ctx.addIssue({ code: 'custom', path: ['secretFile'], message: 'needed with peers or dns: members accept peer requests signed with this secret only' });
   })
-  .transform(({ refresh, connectTimeout, firstByteTimeout, ...rest }) => ({ ...rest, refreshMs: refresh, connectTimeoutMs: connectTimeout, firstByteTimeoutMs: firstByteTimeout }));
+  .transform((cluster) => withMs(cluster, ['refresh', 'connectTimeout', 'firstByteTimeout']));
 
 export type ClusterConfig = z.output<typeof clusterSchema>;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isValidRegistryHost } from '../oci/reference.js';
-import { parseCidr, parseDurationMs, parseListenAddress, parseSizeBytes } from './units.js';
+import { duration, size, withMs } from './schema-units.js';
+import { parseCidr, parseListenAddress } from './units.js';
 import { clusterSchema } from './cluster-config.js';
 
 /*
@@ -8,39 +9,6 @@ import { clusterSchema } from './cluster-config.js';
  * together, and `Config` follows from the schema. Every object is strict, so a misspelt key
  * stops start-up instead of being ignored.
  */
-
-function unit<T>(parse: (input: string | number) => T) {
-  return z.union([z.string(), z.number()]).transform((input, ctx) => {
-    try {
-      return parse(input);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
-}
-
-/** A duration key (`5m`), held in milliseconds; `formatConfig` prints it back the way it is written. */
-export const duration = unit(parseDurationMs);
-/** A size key (`4MiB`), held in bytes; `formatConfig` prints it back the way it is written. */
-export const size = unit(parseSizeBytes);
-
-/** `keys` renamed `<key>Ms`. */
-type WithMs<O, K extends keyof O & string> = { [P in keyof O as P extends K ? `${P}Ms` : P]: O[P] };
-
-/**
- * Renames duration keys to carry their unit (`fillTimeout` → `fillTimeoutMs`) once they are
- * milliseconds: the file says `fillTimeout: 30m`, the code reads `fillTimeoutMs`. Validation has
- * run by then, so problems still name the key as written; `formatConfig` maps the names back.
- */
-function withMs<O extends object, const K extends keyof O & string>(value: O, keys: readonly K[]): WithMs<O, K> {
-  const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
-  for (const key of keys) {
-    out[`${key}Ms`] = out[key];
-    delete out[key];
-  }
-  return out as WithMs<O, K>;
-}
 
 /**
  * A rule over several keys. zod skips an object's or array's refinements once anything inside

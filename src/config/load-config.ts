@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, duration, size, type Config } from './config.js';
+import { configSchema, type Config } from './config.js';
+import { duration, size } from './schema-units.js';
 import { formatDurationMs, formatSizeBytes } from './units.js';
 
 /** Start-up stops on this: it lists every problem found, each with its key path. */
@@ -129,7 +130,7 @@ function present(schema: z.core.$ZodType | undefined, value: unknown, key?: stri
   if (def.type === 'pipe') return present(def.in, value, key);
   if (def.type === 'array' && Array.isArray(value)) return value.map((item) => present(def.element, item));
   if (def.type === 'object' && typeof value === 'object' && value !== null) {
-    // A duration read as `fooMs` is written `foo` (see withMs in config.ts).
+    // A duration read as `fooMs` is written `foo` (see withMs in schema-units.ts).
     const written = (k: string) => (def.shape?.[k] === undefined && k.endsWith('Ms') && def.shape?.[k.slice(0, -2)] !== undefined ? k.slice(0, -2) : k);
     return Object.fromEntries(
       Object.entries(value).map(([k, v]) => {

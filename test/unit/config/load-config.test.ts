@@ -146,6 +146,16 @@ describe('config', () => {
     assert.deepEqual(parseConfig(parseYaml(text), {}, 'printed'), config);
   });
 
+  it('prints the cluster section\'s durations the same way', () => {
+    const cluster = { self: 'http://10.0.3.7:5000', peers: ['http://10.0.3.8:5000'], secretFile: '/run/secret', connectTimeout: '250ms' };
+    const config = parseConfig({ ...minimal, cluster }, {}, 't');
+    assert.equal(config.cluster?.connectTimeoutMs, 250);
+    const text = formatConfig(config);
+    assert.match(text, /refresh: 30s\n/);
+    assert.match(text, /connectTimeout: 250ms\n/);
+    assert.deepEqual(parseConfig(parseYaml(text), {}, 'printed'), config);
+  });
+
   it('redacts secrets in the printed config', () => {
     const config = parseConfig({ upstreams: [{ host: 'ghcr.io', url: 'https://ghcr.io', credentials: { username: 'u', password: 'hunter2' } }] }, { PULLTHROUGH_ADMIN_TOKEN: 'a-very-long-admin-token' }, 't');
     const text = formatConfig(config);
