@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { digestOf } from '../oci/digest.js';
 import { readFile } from 'node:fs/promises';
 import { parseImageReference, type ImageReference } from '../oci/image-reference.js';
 import type { Descriptor } from '../oci/manifest.js';
@@ -45,7 +45,7 @@ export async function legacyDockerImages(manifest: unknown, byName: ReadonlyMap<
     const bytes = Buffer.from(
       JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerManifest, config: configDescriptor, layers: layerDescriptors }, null, 3),
     );
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = digestOf(bytes);
     const root: Descriptor = { mediaType: MEDIA_TYPES.dockerManifest, digest, size: bytes.length };
     const tags = Array.isArray(entry.RepoTags) ? entry.RepoTags.filter((t): t is string => typeof t === 'string') : [];
     if (tags.length === 0) throw new ImportError(`docker save archive: image ${configName} has no RepoTags, so there is no name to serve it under`);

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -24,6 +25,8 @@ export const MAX_REFERRERS_PAGES = 64;
 export const MAX_REFERRERS = 4096;
 const MAX_PAGE_BYTES = 4 * 2 ** 20;
 const MAX_ANSWER_BYTES = 4 * 2 ** 20;
+/** Upstreams remembered as having no referrers API (as many as the catch-all keeps hosts). */
+const MAX_NO_API_HOSTS = 1_000;
 /** How long an upstream that answered the endpoint 404/405 is taken to have no referrers API. */
 export const NO_API_TTL_MS = 15 * 60_000;
 
@@ -59,7 +62,7 @@ export function createReferrersLookup(
   const { index, access, metrics } = deps;
   const flights = new SingleFlight<StoredAnswer>();
   /** Upstream host → until when it is taken to have no referrers API. In memory, one entry per upstream. */
-  const noApiUntil = new Map<string, number>();
+  const noApiUntil = new LRUCache<string, number>({ max: MAX_NO_API_HOSTS });
 
   async function store(link: RepositoryRecord, descriptors: readonly ReferrerDescriptor[]): Promise<StoredAnswer> {
     const bytes = referrersIndex(descriptors);
