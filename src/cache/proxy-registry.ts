@@ -98,14 +98,13 @@ export function createProxyRegistry(local: LocalRegistry, options: ProxyOptions,
     if (fromPeers) await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: false });
     const source = fromPeers ?? route.upstream;
     const startedFor = fills.runningFor(link.upstream, digest);
-    if (startedFor) {
-      await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: startedFor.repository === link.repository });
-      // It may have landed while the upstream was asked.
-      const landed = local.heldBlob(link, digest);
-      if (landed) {
-        metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
-        return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: local.sendBlob(digest, landed.size, refiller(route, link, digest, requester)) };
-      }
+    if (startedFor) await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: startedFor.repository === link.repository });
+    // After an access check it may have landed (a fill that ended while the upstream was asked):
+    // the requester passed that check, and a new fill would fetch it again.
+    const landed = local.heldBlob(link, digest);
+    if (landed) {
+      metrics.cacheLookups.inc({ kind: 'blob', result: 'hit' });
+      return { digest: digest.value, size: landed.size, source: 'cache', result: 'hit', upstream: link.upstream, send: local.sendBlob(digest, landed.size, refiller(route, link, digest, requester)) };
     }
     // Decided in the same tick as the join below: whether this request starts the shared fill.
     const isJoining = fills.runningFor(link.upstream, digest) !== undefined;
