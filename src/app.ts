@@ -23,6 +23,7 @@ import { createTokenRateLimiter } from './http/token-rate-limit.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createBlobStore, type BlobStore } from './storage/blob-store.js';
+import { createContentStore } from './storage/content-store.js';
 import { createManifestCache } from './storage/manifest-cache.js';
 import { createMetadataIndex } from './storage/metadata-index.js';
 import { reconcileStorage } from './storage/reconcile.js';
@@ -181,8 +182,9 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   const evictSoon = () => {
     keeper.maybeEvict().catch((err: unknown) => logger.error({ err: (err as Error).message }, 'eviction failed'));
   };
-  const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeoutMs, maxConcurrentFills: config.cache.maxConcurrentFills }, { store, index, space: keeper, metrics, logger, onCommit: evictSoon });
-  const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes, readBudgetBytes: config.cache.manifestReadBytes }, { store, index, memory, metrics, logger });
+  const content = createContentStore({ files: store, index });
+  const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeoutMs, maxConcurrentFills: config.cache.maxConcurrentFills }, { content, space: keeper, metrics, logger, onCommit: evictSoon });
+  const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes, readBudgetBytes: config.cache.manifestReadBytes }, { content, index, memory, metrics, logger });
   const configuredCredentials = new Map<string, ConfiguredCredentials>();
   config.upstreams.forEach((upstream, i) => {
     if (!upstream.credentials) return;
@@ -195,7 +197,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   });
   const access = createAccessPolicy({ accessTtlMs: (host) => settingsOf(host)?.accessTtlMs ?? 0, configured: (host) => configuredCredentials.get(host) }, { index, now, logger });
   const isOffline = (host: string) => config.offline || (settingsOf(host)?.offline ?? false);
-  const cluster = clusterOf(config, { userAgent, isOffline }, { router, store, index, manifests, fills, access, metrics, logger, now });
+  const cluster = clusterOf(config, { userAgent, isOffline }, { router, store: content, index, manifests, fills, access, metrics, logger, now });
   const registry = createPullThroughRegistry(
     {
       tagTtlMs: createTagTtlPolicy(config.upstreams),
@@ -203,7 +205,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
       isOffline,
       prefetchBlobs: config.cache.prefetchBlobs,
     },
-    { router, store, index, manifests, fills, access, metrics, logger, now, peers: cluster?.sources },
+    { router, store: content, index, manifests, fills, access, metrics, logger, now, peers: cluster?.sources },
   );
 
   const status = createCacheStatus({ router, index, store, metrics, now, defaultHost, isOffline, members: cluster?.members, isPublic: (link) => access.isVisible(link, undefined, isOffline(link.upstream)) });

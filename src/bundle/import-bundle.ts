@@ -1,14 +1,11 @@
 import { readFile, rm } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
-import { parseDigest, type Digest } from '../oci/digest.js';
+import { parseDigest } from '../oci/digest.js';
 import { formatImageReference, parseImageReference, type ImageReference } from '../oci/image-reference.js';
 import { declaredMediaType, manifestReferences, type Descriptor } from '../oci/manifest.js';
 import { isIndexMediaType } from '../oci/media-types.js';
-import type { BlobStore } from '../storage/blob-store.js';
-import { BlobWriter } from '../storage/blob-writer.js';
+import type { CommitEntry, ContentStore } from '../storage/content-store.js';
 import { DigestMismatchError } from '../storage/digest-mismatch-error.js';
-import type { MetadataIndex } from '../storage/metadata-index.js';
+import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import { CONTAINERD_NAME, REF_NAME } from './export-bundle.js';
 import { legacyDockerImages } from './docker-archive.js';
 import { ImportError } from './import-error.js';
@@ -60,14 +57,14 @@ async function collect(body: AsyncIterable<Buffer>, limit: number, name: string)
  */
 export async function importBundle(
   input: AsyncIterable<Buffer>,
-  deps: { store: BlobStore; index: MetadataIndex; upstreamHosts: ReadonlySet<string>; now: () => number; maxManifestBytes: number },
+  deps: { content: ContentStore; index: MetadataIndex; upstreamHosts: ReadonlySet<string>; now: () => number; maxManifestBytes: number },
   options: { pin: boolean },
 ): Promise<{ images: string[]; files: number; bytes: number }> {
   const byName = new Map<string, StagedFile>();
   const staged = new Map<string, StagedFile>();
   const metadata = new Map<string, Buffer>();
   // In a directory of its own: a long import outlives the age at which gc takes a temp file for dead.
-  const stagingDir = await deps.store.createStagingDir();
+  const stagingDir = await deps.content.createStagingDir();
   // Every staged file goes at the end but the ones committed (adopted into blobs/ by rename).
   const discardAll = () => rm(stagingDir, { recursive: true, force: true });
   try {
@@ -79,20 +76,14 @@ export async function importBundle(
       }
       const blobPath = BLOB_PATH.exec(entry.name);
       const expected = blobPath ? parseDigest(`${blobPath[1]}:${blobPath[2]}`) : undefined;
-      const writer = await BlobWriter.create(deps.store, expected ?? { algorithm: 'sha256' }, undefined, stagingDir);
       try {
-        await pipeline(Readable.from(entry.body), writer);
-        const file = expected
-          ? { tempPath: writer.tempPath, digest: expected.value, size: await writer.verify(expected, entry.size) }
-          : { tempPath: writer.tempPath, ...(await writer.seal()) };
-        byName.set(entry.name, file);
-        staged.set(file.digest, file);
+        const file = await deps.content.stage(entry.body, stagingDir, { digest: expected, size: expected ? entry.size : undefined });
+        const stagedFile = { tempPath: file.tempPath, digest: file.digest.value, size: file.size };
+        byName.set(entry.name, stagedFile);
+        staged.set(stagedFile.digest, stagedFile);
       } catch (err) {
-        await writer.discard();
         if (err instanceof DigestMismatchError) throw new ImportError(`the bundle is damaged or was tampered with: ${entry.name} does not match its digest; nothing was imported`, { cause: err });
         throw err;
-      } finally {
-        writer.release();
       }
     }
   } catch (err) {
@@ -108,7 +99,7 @@ export async function importBundle(
         const file = staged.get(digest);
         if (file) return file.size <= deps.maxManifestBytes ? readFile(file.tempPath) : undefined;
         const record = deps.index.getContent(digest);
-        return record ? deps.store.readAll(parseDigest(digest)) : undefined;
+        return record ? deps.content.readAll(parseDigest(digest)) : undefined;
       },
     };
     const images = metadata.has('index.json')
@@ -137,55 +128,44 @@ export async function importBundle(
 }
 
 /**
- * Places every file, then writes every row in one transaction. A failure on the way removes the
- * files this import placed and leaves no row: the cache is as it was. A staged file whose
- * content is already cached is left for the caller to discard.
+ * Commits every file and row of the images in one {@link ContentStore.commitAll}: a failure on
+ * the way leaves the cache as it was. A staged file whose content is already cached is left for
+ * the caller to discard.
  */
 async function commit(
   images: readonly ImportedImage[],
   staged: ReadonlyMap<string, StagedFile>,
-  deps: { store: BlobStore; index: MetadataIndex; now: () => number },
+  deps: { content: ContentStore; index: MetadataIndex; now: () => number },
   options: { pin: boolean },
 ): Promise<{ images: string[]; files: number; bytes: number }> {
-  let files = 0;
   let bytes = 0;
   const seen = new Set<string>();
-  const placed: Digest[] = [];
-  const place = async (digest: string, bytesIfMade?: Buffer) => {
-    if (seen.has(digest)) return;
-    seen.add(digest);
-    const parsed = parseDigest(digest);
-    const file = staged.get(digest);
-    files += 1;
-    bytes += file?.size ?? bytesIfMade?.length ?? 0;
-    if ((await deps.store.size(parsed)) !== undefined) return;
-    if (file) await deps.store.adopt(file.tempPath, parsed);
-    else if (bytesIfMade) await deps.store.writeAll(parsed, bytesIfMade);
-    else return;
-    placed.push(parsed);
+  // One entry per image and content, as each image's repository links it; a file is placed once.
+  const entries: CommitEntry[] = [];
+  const add = (descriptor: { digest: string; mediaType: string | null; kind: 'blob' | 'manifest' }, link: RepositoryRecord, made?: { bytes: Buffer; children: readonly string[] }) => {
+    const digest = parseDigest(descriptor.digest);
+    const file = staged.get(descriptor.digest);
+    if (!seen.has(descriptor.digest)) bytes += file?.size ?? made?.bytes.length ?? 0;
+    seen.add(descriptor.digest);
+    const meta = { kind: descriptor.kind, mediaType: descriptor.mediaType, link, references: made?.children };
+    if (file) entries.push({ digest, meta, staged: { tempPath: file.tempPath, digest, size: file.size } });
+    else if (made) entries.push({ digest, meta, bytes: made.bytes });
   };
-  try {
-    for (const image of images) {
-      for (const blob of image.blobs) await place(blob.digest);
-      for (const manifest of image.manifests) await place(manifest.digest, manifest.bytes);
-    }
-    deps.index.transaction(() => {
-      for (const image of images) {
-        const link = { upstream: image.reference.registry, repository: image.reference.repository };
-        for (const blob of image.blobs) deps.index.putContent({ digest: blob.digest, size: blob.size, mediaType: blob.mediaType || null, kind: 'blob' }, link);
-        for (const manifest of image.manifests) deps.index.putContent({ digest: manifest.digest, size: manifest.bytes.length, mediaType: manifest.mediaType, kind: 'manifest' }, link, manifest.children);
-        if (image.reference.tag) deps.index.putTag(link, image.reference.tag, { digest: image.root.digest, mediaType: image.root.mediaType, checkedAt: deps.now() });
-        // The operator who imports a bundle vouches for it: its images are for every client of this instance.
-        deps.index.markPublic(link);
-        if (options.pin) deps.index.pin(link, image.reference.tag ?? image.root.digest);
-      }
-    });
-  } catch (err) {
-    // Only files this import put there: content that was cached before stays.
-    await Promise.all(placed.map((digest) => deps.store.remove(digest).catch(() => undefined)));
-    throw err;
+  const linkOf = (image: ImportedImage) => ({ upstream: image.reference.registry, repository: image.reference.repository });
+  for (const image of images) {
+    for (const blob of image.blobs) add({ digest: blob.digest, mediaType: blob.mediaType || null, kind: 'blob' }, linkOf(image));
+    for (const manifest of image.manifests) add({ digest: manifest.digest, mediaType: manifest.mediaType, kind: 'manifest' }, linkOf(image), manifest);
   }
-  return { images: images.map((i) => formatImageReference(i.reference)), files, bytes };
+  await deps.content.commitAll(entries, () => {
+    for (const image of images) {
+      const link = linkOf(image);
+      if (image.reference.tag) deps.index.putTag(link, image.reference.tag, { digest: image.root.digest, mediaType: image.root.mediaType, checkedAt: deps.now() });
+      // The operator who imports a bundle vouches for it: its images are for every client of this instance.
+      deps.index.markPublic(link);
+      if (options.pin) deps.index.pin(link, image.reference.tag ?? image.root.digest);
+    }
+  });
+  return { images: images.map((i) => formatImageReference(i.reference)), files: seen.size, bytes };
 }
 
 /** Walks an OCI image layout's index.json down to every manifest and blob, which must all be there. */

@@ -3,7 +3,7 @@ import { parseImageReference, type ImageReference } from '../oci/image-reference
 import { declaredMediaType, manifestReferences, type Descriptor } from '../oci/manifest.js';
 import { isIndexMediaType, MEDIA_TYPES } from '../oci/media-types.js';
 import { referrerDescriptors, referrersIndex, referrersTagName, SUBJECT_ANNOTATION, type ReferrerDescriptor } from '../oci/referrers.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { ContentStore } from '../storage/content-store.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { BundleContent, ImportedImage } from './import-bundle.js';
 import { ImportError } from './import-error.js';
@@ -81,14 +81,13 @@ export async function referrerImages(index: unknown, content: BundleContent): Pr
  */
 export async function commitReferrersAnswers(
   answers: readonly ImportedReferrersAnswer[],
-  deps: { store: BlobStore; index: MetadataIndex; now: () => number },
+  deps: { content: ContentStore; index: MetadataIndex; now: () => number },
   options: { pin: boolean },
 ): Promise<void> {
   for (const { link, subject, descriptors } of answers) {
     const bytes = referrersIndex(descriptors);
     const digest = parseDigest(digestOf(bytes));
-    if ((await deps.store.size(digest)) === undefined) await deps.store.writeAll(digest, bytes);
-    deps.index.putContent({ digest: digest.value, size: bytes.length, mediaType: MEDIA_TYPES.ociIndex, kind: 'manifest' }, link, descriptors.map((d) => d.digest));
+    await deps.content.put(digest, bytes, { kind: 'manifest', mediaType: MEDIA_TYPES.ociIndex, link, references: descriptors.map((d) => d.digest) });
     const tag = referrersTagName(parseDigest(subject));
     deps.index.putTag(link, tag, { digest: digest.value, mediaType: MEDIA_TYPES.ociIndex, checkedAt: deps.now() });
     if (options.pin) deps.index.pin(link, tag);

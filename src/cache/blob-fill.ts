@@ -5,14 +5,11 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
-import type { BlobStore } from '../storage/blob-store.js';
-import { BlobWriter } from '../storage/blob-writer.js';
+import type { ContentStore, ContentWrite } from '../storage/content-store.js';
 import { DigestMismatchError } from '../storage/digest-mismatch-error.js';
-import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
+import type { RepositoryRecord } from '../storage/metadata-index.js';
 import type { Upstream } from '../upstream/upstream-client.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
-import { sendBytes } from '../storage/send-bytes.js';
-import { FillSource, type FillProgress } from './fill-source.js';
 import type { BlobSender } from './registry.js';
 import type { SpaceClaim, StorageKeeper } from './storage-keeper.js';
 
@@ -53,18 +50,15 @@ const CLAIM_STEP_BYTES = 8 * 2 ** 20;
 const BUSY_RETRY_AFTER_SECONDS = 5;
 
 /**
- * Passes the body through while holding disk for every byte before it is written: a known
- * length was claimed whole up front; an unknown one grows its claim step by step, and the fill
- * fails cleanly (its temp file discarded) once the cache has no more room.
+ * Passes a body of unknown length through while holding disk for every byte before it is
+ * written: its claim grows step by step, and the fill fails cleanly (its temp file discarded)
+ * once the cache has no more room. (A known length is claimed whole up front.)
  */
-function claimedBytes(claim: SpaceClaim, expectedSize: number | undefined, digest: Digest): Transform {
+function growingClaim(claim: SpaceClaim): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       seen += chunk.length;
-      if (expectedSize !== undefined && seen > expectedSize) {
-        return callback(new DigestMismatchError(digest.value, 'unknown', `size mismatch for ${digest.value}: the upstream sent more than its ${expectedSize}-byte Content-Length`));
-      }
       if (seen <= claim.bytes) return callback(null, chunk);
       claim.grow(Math.max(CLAIM_STEP_BYTES, seen - claim.bytes)).then(
         () => callback(null, chunk),
@@ -94,124 +88,121 @@ function asClientError(err: unknown, host: string, what: string): Error {
   return new UpstreamError('unreachable', host, `upstream ${host} broke off sending ${what}: ${code || message}`, { cause: err });
 }
 
-class BlobFill implements FillProgress {
-  writer!: BlobWriter;
-  link!: RepositoryRecord;
-  size: number | undefined;
-  state: 'filling' | 'verified' | 'committed' | 'failed' = 'filling';
-  error: Error | undefined;
-  readonly done: Promise<void>;
+/** A running (or ended) fill: its write once the upstream answered, or why it failed. */
+interface BlobFill {
+  readonly link: RepositoryRecord;
+  /** Resolves once the upstream answered with a body (the write exists); rejects with the client's error. */
   readonly ready: Promise<void>;
-  #listeners: Array<() => void> = [];
-
-  constructor(run: (fill: BlobFill) => Promise<void>, started: Promise<void>) {
-    this.ready = started;
-    this.done = run(this);
-  }
-
-  onChange(listener: () => void): void {
-    this.#listeners.push(listener);
-  }
-
-  notify(): void {
-    const listeners = this.#listeners;
-    this.#listeners = [];
-    for (const listener of listeners) listener();
-  }
+  /** Settles when the fill has ended: committed, or failed (it never rejects). */
+  readonly done: Promise<void>;
+  write: ContentWrite | undefined;
+  claim: SpaceClaim | undefined;
+  size: number | undefined;
+  error: Error | undefined;
 }
 
 /**
- * The fills of one instance. Each streams the upstream body into a temp file (never into
- * memory); every client, the first included, is sent that file as it grows, so a slow or
- * vanished client never slows or aborts the fill, and the fill never waits on a client.
- * The fill is bounded by `fillTimeoutMs` instead. The index row is written only after the
- * rename, so nothing unverified is ever served as cached.
+ * The fills of one instance. Each streams the upstream body into a content write (never into
+ * memory), and every client, the first included, follows that write as it lands, so a slow or
+ * vanished client never slows or aborts the fill, and the fill never waits on a client. The fill
+ * is bounded by `fillTimeoutMs` instead. It commits only after verification, so nothing
+ * unverified is ever served as cached.
  */
 export function createBlobFills(
   options: { fillTimeoutMs: number; maxConcurrentFills: number },
-  deps: { store: BlobStore; index: MetadataIndex; space: Pick<StorageKeeper, 'claim'>; metrics: Metrics; logger: Logger; onCommit?: () => void },
+  deps: { content: ContentStore; space: Pick<StorageKeeper, 'claim'>; metrics: Metrics; logger: Logger; onCommit?: () => void },
 ): BlobFills {
   const running = new Map<string, BlobFill>();
   const keyOf = (upstreamHost: string, digest: Digest, lane?: string) => `${upstreamHost}\0${digest.value}${lane === undefined ? '' : `\0${lane}`}`;
   // Set at shutdown: a fill started now (a prefetch queue moving on) would outlive the index.
   let draining = false;
 
+  /** 1. Fetch, claim disk, open the write (the fill is joinable from here), 2. stream, 3. verify, 4. commit. */
+  async function run(fill: BlobFill, upstream: Upstream, digest: Digest, credentials: Credentials | undefined, markReady: () => void): Promise<void> {
+    const { link } = fill;
+    const signal = AbortSignal.timeout(options.fillTimeoutMs);
+    const response = await upstream.getBlob(link.repository, digest.value, { signal, credentials });
+    let claim: SpaceClaim;
+    try {
+      // Before a byte is written: a fill that cannot fit is refused, never an unbounded disk.
+      claim = fill.claim = await deps.space.claim(response.size ?? CLAIM_STEP_BYTES);
+      fill.write = await deps.content.beginWrite(digest, { size: response.size });
+    } catch (err) {
+      response.body.on('error', () => undefined).destroy();
+      throw err;
+    }
+    const write = fill.write;
+    fill.size = response.size;
+    markReady();
+    if (response.size === undefined) await pipeline(response.body, growingClaim(claim), write.sink, { signal });
+    else await pipeline(response.body, write.sink, { signal });
+    // Verified: clients get their last byte now, while the file is fsynced and renamed.
+    write.verify();
+    await write.commit({ kind: 'blob', mediaType: null, link });
+    // Counted by the index now; held on, it would count twice in the eviction after commit.
+    claim.release();
+  }
+
   function start(key: string, upstream: Upstream, link: RepositoryRecord, digest: Digest, credentials: Credentials | undefined): BlobFill {
     let markReady!: () => void;
     let markFailed!: (err: unknown) => void;
-    const started = new Promise<void>((resolve, reject) => {
+    const ready = new Promise<void>((resolve, reject) => {
       markReady = resolve;
       markFailed = reject;
     });
     // Callers await `ready`; the rejection is also observed here so it is never unhandled.
-    started.catch(() => undefined);
-
-    return new BlobFill(async (fill) => {
+    ready.catch(() => undefined);
+    const fill: { -readonly [K in keyof BlobFill]: BlobFill[K] } = { link, ready, done: Promise.resolve(), write: undefined, claim: undefined, size: undefined, error: undefined };
+    fill.done = (async () => {
       const began = performance.now();
-      const signal = AbortSignal.timeout(options.fillTimeoutMs);
       deps.metrics.fillsInFlight.inc();
       let result = 'error';
-      let claim: SpaceClaim | undefined;
       try {
-        const response = await upstream.getBlob(link.repository, digest.value, { signal, credentials });
-        try {
-          // Before a byte is written: a fill that cannot fit is refused, never an unbounded disk.
-          claim = await deps.space.claim(response.size ?? CLAIM_STEP_BYTES);
-          fill.writer = await BlobWriter.create(deps.store, digest, () => fill.notify());
-        } catch (err) {
-          response.body.on('error', () => undefined).destroy();
-          throw err;
-        }
-        try {
-          fill.size = response.size;
-          markReady();
-          await pipeline(response.body, claimedBytes(claim, response.size, digest), fill.writer, { signal });
-          const size = fill.writer.check(digest, response.size);
-          // Verified: clients get their last byte now, while the file is fsynced and renamed.
-          fill.state = 'verified';
-          fill.notify();
-          await fill.writer.persist(digest);
-          deps.index.putContent({ digest: digest.value, size, mediaType: null, kind: 'blob' }, link);
-          // Counted by the index now; held on, it would count twice in the eviction after commit.
-          claim.release();
-          fill.state = 'committed';
-          result = 'committed';
-          deps.onCommit?.();
-        } finally {
-          fill.writer.release();
-        }
+        await run(fill, upstream, digest, credentials, markReady);
+        result = 'committed';
+        deps.onCommit?.();
       } catch (err) {
         // Not joinable from here on: a request arriving while the temp file goes starts afresh.
         if (running.get(key) === fill) running.delete(key);
         fill.error = asClientError(err, upstream.host, `blob ${digest.value} of ${link.repository}`);
-        fill.state = 'failed';
-        fill.notify();
         markFailed(fill.error);
-        if (err instanceof DigestMismatchError) {
-          result = 'mismatch';
-          deps.metrics.digestMismatches.inc();
-          deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: err.message }, 'upstream sent a blob that does not match its digest; discarded');
-        } else if (err instanceof OciError) {
-          result = 'refused';
-          deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: err.message }, 'blob fill refused');
-        } else if (fill.writer && LOCAL_DISK_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) {
-          // A local disk error (ENOSPC, EIO): the client gets a clean cut, the cache keeps serving what it has.
-          const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
-          deps.metrics.storageErrors.inc({ operation: 'fill', code });
-          deps.logger.error({ digest: digest.value, code, err: (err as Error).message }, 'blob fill failed on local storage');
-        } else if (fill.writer) {
-          deps.logger.warn({ upstream: upstream.host, repository: link.repository, digest: digest.value, err: (err as Error).message }, 'blob fill failed');
-        }
-        await fill.writer?.discard().catch(() => undefined);
+        result = classify(err, fill, upstream.host, digest);
+        // Its followers fail with the client's error; the temp file goes.
+        await fill.write?.abort(fill.error).catch(() => undefined);
       } finally {
-        // After the discard: those bytes are gone.
-        claim?.release();
+        // After the abort: those bytes are gone.
+        fill.claim?.release();
         if (running.get(key) === fill) running.delete(key);
         deps.metrics.fillsInFlight.dec();
         deps.metrics.fillSeconds.observe({ result }, (performance.now() - began) / 1000);
-        fill.notify();
       }
-    }, started);
+    })();
+    return fill;
+  }
+
+  /** Counts and logs a failed fill; returns its `cache_fill_seconds` result label. */
+  function classify(err: unknown, fill: BlobFill, host: string, digest: Digest): string {
+    const context = { upstream: host, repository: fill.link.repository, digest: digest.value, err: (err as Error).message };
+    if (err instanceof DigestMismatchError) {
+      deps.metrics.digestMismatches.inc();
+      deps.logger.warn(context, 'upstream sent a blob that does not match its digest; discarded');
+      return 'mismatch';
+    }
+    if (err instanceof OciError) {
+      deps.logger.warn(context, 'blob fill refused');
+      return 'refused';
+    }
+    // Before the write was opened, the upstream's own refusal (a 404) is the client's answer, not a failed fill.
+    if (!fill.write) return 'error';
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (LOCAL_DISK_ERRORS.has(code)) {
+      // A local disk error (ENOSPC, EIO): the client gets a clean cut, the cache keeps serving what it has.
+      deps.metrics.storageErrors.inc({ operation: 'fill', code });
+      deps.logger.error({ digest: digest.value, code, err: (err as Error).message }, 'blob fill failed on local storage');
+    } else {
+      deps.logger.warn(context, 'blob fill failed');
+    }
+    return 'error';
   }
 
   return {
@@ -228,18 +219,14 @@ export function createBlobFills(
           });
         }
         fill = start(key, upstream, link, digest, credentials);
-        fill.link = link;
         running.set(key, fill);
       }
       await fill.ready;
       const joined = fill;
-      const send: BlobSender = async (dest, options = {}) => {
-        // A fill that ended has released its descriptor: read the committed file instead.
-        if (joined.state === 'committed') return deps.store.send(digest, dest, { ...options, size: joined.writer.written });
-        if (joined.state === 'failed') throw joined.error ?? new Error('blob fill failed');
-        const { range, onBytes } = options;
-        const lease = deps.store.readBudget.acquire();
-        return sendBytes(new FillSource(joined), dest, { start: range?.start ?? 0, end: range ? range.end + 1 : undefined, lease, ...(onBytes ? { onBytes } : {}) });
+      // The write follows the fill to its end: as it lands, then (committed) from the committed file.
+      const send: BlobSender = async (dest, { range, onBytes } = {}) => {
+        if (joined.error) throw joined.error;
+        return joined.write!.follow(range).send(dest, onBytes ? { onBytes } : {});
       };
       return { size: joined.size, isStarter, send, done: joined.done };
     },

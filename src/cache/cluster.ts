@@ -1,7 +1,7 @@
 import type { ClusterConfig } from '../config/cluster-config.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { ContentStore } from '../storage/content-store.js';
 import type { MetadataIndex } from '../storage/metadata-index.js';
 import { createClusterMembers, type ClusterMembers } from '../upstream/cluster-members.js';
 import { createPeer } from '../upstream/peer-client.js';
@@ -26,7 +26,7 @@ export interface ClusterNode {
 
 export function createClusterNode(
   options: { cluster: ClusterConfig; self: string; secret: string; userAgent: string; isOffline: (upstreamHost: string) => boolean },
-  deps: { router: UpstreamRouter; store: BlobStore; index: MetadataIndex; manifests: ManifestFill; fills: BlobFills; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
+  deps: { router: UpstreamRouter; store: ContentStore; index: MetadataIndex; manifests: ManifestFill; fills: BlobFills; access: AccessPolicy; metrics: Metrics; logger: Logger; now: () => number },
 ): ClusterNode {
   const { cluster } = options;
   // Pods come and go with new addresses: metric labels stay bounded, the first members by URL, later ones as one.

@@ -5,7 +5,7 @@ import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { accepts } from '../oci/media-types.js';
 import { fallbackTag, isReservedTagName, referrersIndex, referrersTagName } from '../oci/referrers.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { ContentStore } from '../storage/content-store.js';
 import type { CachedManifest } from '../storage/manifest-cache.js';
 import type { ContentRecord, ContentIndex, TagIndex, RepositoryRecord, TagRecord } from '../storage/metadata-index.js';
 import type { Route } from '../upstream/upstream-router.js';
@@ -56,7 +56,7 @@ export function offlineMiss(metrics: Metrics, code: 'MANIFEST_UNKNOWN' | 'BLOB_U
  * covered by a proof the upstream gave (of any age), else "unknown" or "unauthorized". The proxy
  * registry decorates its lookups with the upstream.
  */
-export function createLocalRegistry(deps: { store: BlobStore; index: ContentIndex & TagIndex; manifests: Pick<ManifestFill, 'local'>; access: AccessPolicy; metrics: Metrics; logger: Logger }): LocalRegistry {
+export function createLocalRegistry(deps: { store: ContentStore; index: ContentIndex & TagIndex; manifests: Pick<ManifestFill, 'local'>; access: AccessPolicy; metrics: Metrics; logger: Logger }): LocalRegistry {
   const { index, access, metrics } = deps;
 
   const local: LocalRegistry = {
@@ -67,7 +67,7 @@ export function createLocalRegistry(deps: { store: BlobStore; index: ContentInde
 
     sendBlob: (digest, size, refill) => async (dest, sendOptions) => {
       try {
-        return await deps.store.send(digest, dest, { ...sendOptions, size });
+        return await (await deps.store.open(digest, { range: sendOptions?.range, size })).send(dest, sendOptions);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         index.deleteContent([digest.value]);

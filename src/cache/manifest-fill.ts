@@ -4,7 +4,7 @@ import type { Metrics } from '../metrics.js';
 import { parseDigest, type Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { checkManifestDigest, manifestProblem, manifestReferences } from '../oci/manifest.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { ContentStore } from '../storage/content-store.js';
 import type { CachedManifest, ManifestCache } from '../storage/manifest-cache.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Upstream } from '../upstream/upstream-client.js';
@@ -32,7 +32,7 @@ const READ_BUDGET_RETRY_AFTER_SECONDS = 2;
  */
 export function createManifestFill(
   options: { maxManifestBytes: number; readBudgetBytes: number },
-  deps: { store: BlobStore; index: MetadataIndex; memory: ManifestCache; metrics: Metrics; logger: Logger },
+  deps: { content: ContentStore; index: MetadataIndex; memory: ManifestCache; metrics: Metrics; logger: Logger },
 ): ManifestFill {
   let reading = 0;
   return {
@@ -43,7 +43,7 @@ export function createManifestFill(
       if (!record || record.kind !== 'manifest' || !record.mediaType) return undefined;
       let bytes: Buffer;
       try {
-        bytes = await deps.store.readAll(parseDigest(digest));
+        bytes = await deps.content.readAll(parseDigest(digest));
       } catch (err) {
         // The index says yes but the file is gone (removed by hand): treat it as a miss.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -84,11 +84,9 @@ export function createManifestFill(
         deps.logger.warn({ upstream: upstream.host, repository: link.repository, reference, problem }, 'upstream sent something that is not a manifest; discarded');
         throw new UpstreamError('invalid', upstream.host, `upstream ${upstream.host} sent manifest ${reference} that is not a manifest: ${problem}`);
       }
-      const parsed = parseDigest(digest);
-      if ((await deps.store.size(parsed)) === undefined) await deps.store.writeAll(parsed, response.bytes);
       const references = manifestReferences(response.bytes, response.mediaType);
       const children = [...references.manifests, ...references.blobs].map((d) => d.digest);
-      deps.index.putContent({ digest, size: response.bytes.length, mediaType: response.mediaType, kind: 'manifest' }, link, children);
+      await deps.content.put(parseDigest(digest), response.bytes, { kind: 'manifest', mediaType: response.mediaType, link, references: children });
       const manifest = { digest, mediaType: response.mediaType, bytes: response.bytes };
       deps.memory.set(manifest);
       return manifest;

@@ -2,7 +2,7 @@ import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Digest } from '../oci/digest.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { ContentStore } from '../storage/content-store.js';
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
 import type { Route } from '../upstream/upstream-router.js';
@@ -25,7 +25,7 @@ export interface ProxyOptions extends ProxyManifestOptions {
 }
 
 export interface ProxyDeps {
-  readonly store: BlobStore;
+  readonly store: ContentStore;
   readonly index: MetadataIndex;
   readonly manifests: ManifestFill;
   readonly fills: BlobFills;

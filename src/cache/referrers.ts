@@ -6,7 +6,7 @@ import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { MEDIA_TYPES } from '../oci/media-types.js';
 import { fallbackTag, indexManifests, referrerDescriptors, referrersIndex, referrersTagName, type ReferrerDescriptor } from '../oci/referrers.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { ContentStore } from '../storage/content-store.js';
 import type { ContentIndex, TagIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Route } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
@@ -49,7 +49,7 @@ export function createReferrersLookup(
   },
   deps: {
     readonly index: ContentIndex & TagIndex;
-    readonly store: BlobStore;
+    readonly store: ContentStore;
     readonly local: LocalRegistry;
     readonly access: AccessPolicy;
     readonly metrics: Metrics;
@@ -67,10 +67,8 @@ export function createReferrersLookup(
   async function store(link: RepositoryRecord, descriptors: readonly ReferrerDescriptor[]): Promise<StoredAnswer> {
     const bytes = referrersIndex(descriptors);
     const digest = digestOf(bytes);
-    const parsed = parseDigest(digest);
-    if ((await deps.store.size(parsed)) === undefined) await deps.store.writeAll(parsed, bytes);
     // The referrers are its children: eviction and pins treat them as part of the answer.
-    index.putContent({ digest, size: bytes.length, mediaType: MEDIA_TYPES.ociIndex, kind: 'manifest' }, link, descriptors.map((d) => d.digest));
+    await deps.store.put(parseDigest(digest), bytes, { kind: 'manifest', mediaType: MEDIA_TYPES.ociIndex, link, references: descriptors.map((d) => d.digest) });
     return { digest, bytes };
   }
 

@@ -7,6 +7,7 @@ import { writeBundle } from '../bundle/export-bundle.js';
 import { importBundle } from '../bundle/import-bundle.js';
 import type { Config } from '../config/config.js';
 import { createBlobStore } from '../storage/blob-store.js';
+import { createContentStore } from '../storage/content-store.js';
 import { createMetadataIndex } from '../storage/metadata-index.js';
 import { IMAGE_OPTIONS, platformChoice, pullImages, readImageList, UsageError } from './preload.js';
 import { formatBytes } from '../config/units.js';
@@ -55,7 +56,7 @@ export async function runImport(argv: readonly string[], config: Config, io: Com
   try {
     const result = await importBundle(
       createReadStream(positionals[0]!),
-      { store, index, upstreamHosts: new Set(config.upstreams.map((u) => u.host)), now: io.now, maxManifestBytes: config.cache.maxManifestBytes },
+      { content: createContentStore({ files: store, index }), index, upstreamHosts: new Set(config.upstreams.map((u) => u.host)), now: io.now, maxManifestBytes: config.cache.maxManifestBytes },
       { pin: !values['no-pin'] },
     );
     for (const image of result.images) io.out.write(`imported ${image}\n`);

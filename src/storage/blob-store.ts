@@ -3,11 +3,8 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } fro
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Digest } from '../oci/digest.js';
-import { ReadBudget } from './read-budget.js';
-import { sendBytes } from './send-bytes.js';
-import type { Writable } from 'node:stream';
 
-/** A file being written under `tmp/`, committed into place by {@link BlobStore.commit}. */
+/** A file being written under `tmp/`, moved into place by {@link BlobStore.adopt}. */
 export interface TempFile {
   readonly path: string;
   readonly handle: FileHandle;
@@ -23,6 +20,9 @@ export interface ByteRange {
  * Content-addressed files under `root`: `blobs/<algorithm>/<first two hex>/<hex>` for committed
  * content and `tmp/` for fills in progress. Paths come only from validated digests, so no input
  * can name a file outside `root`. Manifests and blobs share the tree, as in distribution.
+ * Files only: content is sent, written and committed (file and index row) through the
+ * ContentStore (content-store.ts) built over this; the keeper, reconciliation and the CLI list,
+ * check and remove files here.
  */
 export interface BlobStore {
   readonly root: string;
@@ -33,17 +33,11 @@ export interface BlobStore {
   init(options?: { purgeTemp: boolean }): Promise<void>;
   /** The committed file's size, or undefined when it is not on disk. */
   size(digest: Digest): Promise<number | undefined>;
-  /** Streams committed content (or a range of it). The caller owns and must consume or destroy the stream. */
+  /** Streams committed content (or a range of it), for reads off the response path (verify); the caller owns and must consume or destroy the stream. */
   createReadStream(digest: Digest, range?: ByteRange): ReadStream;
-  /**
-   * Writes committed content (or a range of it) into `dest` without ending it, through reused
-   * buffers sized by {@link readBudget}; resolves to the bytes sent once `dest` took them all.
-   * `size`, when the caller has it from the index, spares a stat per request.
-   */
-  send(digest: Digest, dest: Writable, options?: { range?: ByteRange | undefined; size?: number | undefined; onBytes?: (bytes: number) => void }): Promise<number>;
-  /** Shared by every sender of this store, fills' readers included. */
-  readonly readBudget: ReadBudget;
   readAll(digest: Digest): Promise<Buffer>;
+  /** Opens committed content for positional reads (ContentStore.open sends through it); rejects with ENOENT when it is not on disk. */
+  openRead(digest: Digest): Promise<FileHandle>;
   /**
    * Opens a new temp file for writing; the caller closes it and either commits or discards it.
    * In `dir` (from {@link createStagingDir}) it is out of garbage collection's reach.
@@ -54,11 +48,9 @@ export interface BlobStore {
    * collection removes dead temp files, never directories; a server start purges tmp/ whole.
    */
   createStagingDir(): Promise<string>;
-  /** fsyncs the temp file and renames it to the digest's place (the commit point); the caller still closes the handle. */
-  commit(temp: TempFile, digest: Digest): Promise<void>;
-  /** Renames an already verified and synced temp file into the digest's place. */
+  /** Renames an already verified and synced temp file into the digest's place (no index row: see ContentStore). */
   adopt(tempPath: string, digest: Digest): Promise<void>;
-  /** Writes a whole small buffer (a manifest) through a temp file and commits it. */
+  /** Writes a whole small buffer through a synced temp file into the digest's place (no index row: see ContentStore). */
   writeAll(digest: Digest, bytes: Uint8Array): Promise<void>;
   discard(tempPath: string): Promise<void>;
   remove(digest: Digest): Promise<void>;
@@ -78,7 +70,6 @@ export function createBlobStore(options: { root: string }): BlobStore {
 
   const store: BlobStore = {
     root,
-    readBudget: new ReadBudget(),
     async init({ purgeTemp } = { purgeTemp: true }) {
       await mkdir(blobsDir, { recursive: true });
       // A fill that was running when the process died can never be finished: start clean.
@@ -94,29 +85,15 @@ export function createBlobStore(options: { root: string }): BlobStore {
       }
     },
     createReadStream(digest, range) {
-      // For whole-file reads off the response path (verify); responses go through send().
+      // For whole-file reads off the response path (verify); responses go through ContentStore.open.
       const highWaterMark = 256 * 1024;
       return createReadStream(pathFor(digest), range ? { start: range.start, end: range.end, highWaterMark } : { highWaterMark });
     },
-    async send(digest, dest, { range, size: knownSize, onBytes } = {}) {
-      const handle = await open(pathFor(digest), 'r');
-      let size: number;
-      try {
-        // A file shorter than this ends the send with an error: a cut connection, never a short 200.
-        size = range ? range.end + 1 : (knownSize ?? (await handle.stat()).size);
-      } catch (err) {
-        await handle.close();
-        throw err;
-      }
-      const source = {
-        available: async (position: number) => Math.max(0, size - position),
-        read: async (buffer: Buffer, length: number, position: number) => (await handle.read(buffer, 0, length, position)).bytesRead,
-        close: () => void handle.close().catch(() => undefined),
-      };
-      return sendBytes(source, dest, { start: range?.start ?? 0, end: size, lease: store.readBudget.acquire(), ...(onBytes ? { onBytes } : {}) });
-    },
     readAll(digest) {
       return readFile(pathFor(digest));
+    },
+    openRead(digest) {
+      return open(pathFor(digest), 'r');
     },
     async createTempFile(dir = tmpDir) {
       if (path.dirname(path.resolve(dir)) !== tmpDir && path.resolve(dir) !== tmpDir) throw new Error(`${dir} is not a staging directory of ${tmpDir}`);
@@ -128,10 +105,6 @@ export function createBlobStore(options: { root: string }): BlobStore {
       await mkdir(dir, { recursive: true });
       return dir;
     },
-    async commit(temp, digest) {
-      await temp.handle.sync();
-      await store.adopt(temp.path, digest);
-    },
     async adopt(tempPath, digest) {
       const target = pathFor(digest);
       await mkdir(path.dirname(target), { recursive: true });
@@ -141,7 +114,8 @@ export function createBlobStore(options: { root: string }): BlobStore {
       const temp = await store.createTempFile();
       try {
         await temp.handle.writeFile(bytes);
-        await store.commit(temp, digest);
+        await temp.handle.sync();
+        await store.adopt(temp.path, digest);
       } catch (err) {
         await store.discard(temp.path);
         throw err;

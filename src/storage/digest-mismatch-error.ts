@@ -1,6 +1,6 @@
 /**
- * Thrown by {@link BlobWriter.commit} when the bytes written do not hash to the expected digest
- * or do not have the expected size. Nothing was committed; the temp file is gone.
+ * Thrown by {@link ContentWrite.verify} when the bytes written do not hash to the expected digest
+ * or do not have the expected size (and by its sink, past that size). Nothing was committed.
  */
 export class DigestMismatchError extends Error {
   override readonly name = 'DigestMismatchError';

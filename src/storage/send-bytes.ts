@@ -9,6 +9,12 @@ export interface PositionalSource {
    */
   available(position: number): Promise<number>;
   read(buffer: Buffer, length: number, position: number): Promise<number>;
+  /**
+   * The bytes at `position` (at most `length`) as views of chunks already in memory, when the
+   * source holds them (a write being followed, at its end); undefined sends them through
+   * {@link read}. Synchronous, so nothing changes between this and the send's write.
+   */
+  take?(position: number, length: number): Buffer[] | undefined;
   /** Gives the source up (closes what it holds); called once, by {@link sendBytes}. */
   close(): void;
 }
@@ -30,6 +36,8 @@ export interface SendOptions {
  * MiB/s it forces a full mark-compact every few dozen milliseconds, a cost that grows with the
  * server's heap: serving a cached blob took three times the CPU it takes now. A buffer is reused
  * only after `dest` reported its previous write done (the socket no longer holds it).
+ * Bytes the source holds in memory ({@link PositionalSource.take}) are written as they are, in
+ * place of a read; the two-writes-in-flight rule bounds what a slow `dest` keeps of them.
  */
 export async function sendBytes(source: PositionalSource, dest: Writable, options: SendOptions): Promise<number> {
   const { lease, end } = options;
@@ -48,33 +56,53 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
       // The buffer's previous chunk must be out of the socket's hands before it is overwritten.
       if (inFlight[turn]) await receiver.guard(inFlight[turn]!);
       const size = lease.chunkBytes;
-      if (buffers[turn]?.length !== size) {
-        if (buffers[turn]) lease.give(buffers[turn]!);
-        buffers[turn] = lease.take();
-      }
-      const buffer = buffers[turn]!;
       const length = Math.min(size, ready, end === undefined ? Infinity : end - position);
-      const bytesRead = await source.read(buffer, length, position);
-      if (bytesRead === 0) throw new Error(`the file ended at ${position} bytes, before its expected end`);
-      receiver.check();
-      inFlight[turn] = new Promise<void>((resolve, reject) => {
-        dest.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
-      });
+      const chunks = source.take?.(position, length);
+      let bytesSent: number;
+      if (chunks) {
+        receiver.check();
+        inFlight[turn] = writeChunks(dest, chunks);
+        bytesSent = 0;
+        for (const chunk of chunks) bytesSent += chunk.length;
+      } else {
+        // Taken at the first read: a follower that keeps pace with its write never needs one.
+        if (buffers[turn]?.length !== size) {
+          if (buffers[turn]) lease.give(buffers[turn]!);
+          buffers[turn] = lease.take();
+        }
+        const buffer = buffers[turn]!;
+        bytesSent = await source.read(buffer, length, position);
+        if (bytesSent === 0) throw new Error(`the file ended at ${position} bytes, before its expected end`);
+        receiver.check();
+        inFlight[turn] = new Promise<void>((resolve, reject) => {
+          dest.write(bytesSent === buffer.length ? buffer : buffer.subarray(0, bytesSent), (err) => (err ? reject(err) : resolve()));
+        });
+      }
       inFlight[turn]!.catch(() => undefined);
-      position += bytesRead;
-      sent += bytesRead;
-      options.onBytes?.(bytesRead);
+      position += bytesSent;
+      sent += bytesSent;
+      options.onBytes?.(bytesSent);
     }
     // Both buffers flushed: the caller may end the response, and a failed write surfaces here.
     await receiver.guard(Promise.all(inFlight));
     // Only now is no socket holding them (after a failure they are left to the collector).
-    for (const buffer of buffers) lease.give(buffer);
+    for (const buffer of buffers) if (buffer) lease.give(buffer);
     return sent;
   } finally {
     receiver.dispose();
     lease.release();
     source.close();
   }
+}
+
+/** Writes chunks in one go (a single writev on a socket); settles when the last is flushed. */
+function writeChunks(dest: Writable, chunks: readonly Buffer[]): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const last = chunks.length - 1;
+    if (last > 0) dest.cork();
+    chunks.forEach((chunk, i) => dest.write(chunk, i === last ? (err) => (err ? reject(err) : resolve()) : undefined));
+    if (last > 0) dest.uncork();
+  });
 }
 
 const prematureClose = () => Object.assign(new Error('the receiver went away'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });

@@ -19,6 +19,7 @@ import { createManifestCache } from '../../src/storage/manifest-cache.js';
 import { createMetadataIndex } from '../../src/storage/metadata-index.js';
 import { createUpstreamRouter } from '../../src/upstream/upstream-router.js';
 import { createCountingUpstream, type CountingUpstream } from './counting-upstream.js';
+import { createMemoryContentStore } from './memory-content-store.js';
 
 /*
  * The registry as src/app.ts composes it, over a CountingUpstream and a controllable clock, for
@@ -79,7 +80,7 @@ export interface RegistryHarness {
   settled(): Promise<void>;
   /** Whether `digest` is committed: indexed and on disk. */
   isCached(digest: string): Promise<boolean>;
-  /** Files left in the store's temp area. */
+  /** Writes neither committed nor aborted (temp files, on disk). */
   tempFiles(): Promise<number>;
   close(): Promise<void>;
 }
@@ -100,18 +101,19 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
   const now = () => time;
   let isOffline = false;
 
+  // Content in memory; the keeper (unbounded here) gets files it never needs to touch.
   const root = await mkdtemp(path.join(tmpdir(), 'pullthrough-registry-'));
   const store = createBlobStore({ root });
-  await store.init({ purgeTemp: true });
   const index = createMetadataIndex({ path: ':memory:' }, { now });
+  const content = createMemoryContentStore({ index });
   const metrics = createMetrics({ withDefaultMetrics: false });
   const logger = createSilentLogger();
   const upstream = createCountingUpstream(host);
   const router = createUpstreamRouter([upstream], { defaultHost: host });
   const memory = createManifestCache({ maxBytes: 16 * 2 ** 20 });
   const keeper = createStorageKeeper({ maxBytes: 0, highWatermark: 0.9, lowWatermark: 0.8, fillTimeoutMs: 60_000 }, { index, store, memory, metrics, logger, now });
-  const fills = createBlobFills({ fillTimeoutMs: 60_000, maxConcurrentFills: options.maxConcurrentFills ?? 64 }, { store, index, space: keeper, metrics, logger });
-  const manifests = createManifestFill({ maxManifestBytes: 4 * 2 ** 20, readBudgetBytes: 8 * 2 ** 20 }, { store, index, memory, metrics, logger });
+  const fills = createBlobFills({ fillTimeoutMs: 60_000, maxConcurrentFills: options.maxConcurrentFills ?? 64 }, { content, space: keeper, metrics, logger });
+  const manifests = createManifestFill({ maxManifestBytes: 4 * 2 ** 20, readBudgetBytes: 8 * 2 ** 20 }, { content, index, memory, metrics, logger });
   const access = createAccessPolicy({ accessTtlMs: () => accessTtlMs, configured: (h) => (h === host ? options.configured : undefined) }, { index, now, logger });
 
   // Every fill's end, so a test can wait for the commit that follows a client's last byte.
@@ -137,7 +139,7 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
       isOffline: () => isOffline,
       prefetchBlobs: 0,
     },
-    { router, store, index, manifests, fills: tracked, access, metrics, logger, now },
+    { router, store: content, index, manifests, fills: tracked, access, metrics, logger, now },
   );
 
   async function readSettled(result: BlobResult & { send?: BlobSender }): Promise<{ bytes: Buffer; error: unknown }> {
@@ -190,10 +192,10 @@ export async function createRegistryHarness(options: HarnessOptions = {}): Promi
       }
     },
     async isCached(digest) {
-      return index.getContent(digest) !== undefined && (await store.size(parseDigest(digest))) !== undefined;
+      return index.getContent(digest) !== undefined && content.committed.has(digest);
     },
     async tempFiles() {
-      return (await store.listTemp()).length;
+      return content.openWrites;
     },
     async close() {
       upstream.releaseGates();

@@ -8,6 +8,7 @@ import { importBundle } from '../../src/bundle/import-bundle.js';
 import { TarWriter } from '../../src/bundle/tar.js';
 import { SUBJECT_ANNOTATION } from '../../src/oci/referrers.js';
 import { createBlobStore, type BlobStore } from '../../src/storage/blob-store.js';
+import { createContentStore } from '../../src/storage/content-store.js';
 import { createMetadataIndex, type MetadataIndex } from '../../src/storage/metadata-index.js';
 import { makeArtifact, makeImage, type Blob, type ImageManifest } from '../helpers/images.js';
 
@@ -50,7 +51,7 @@ describe('import of referrers from a bundle', () => {
     artifactType: 'x/sig',
     annotations: { who: 'ci', [SUBJECT_ANNOTATION]: subject },
   });
-  const run = (chunks: Buffer[]) => importBundle(Readable.from(chunks), { store, index, upstreamHosts: new Set(['docker.io']), now: Date.now, maxManifestBytes: 4 * 2 ** 20 }, { pin: true });
+  const run = (chunks: Buffer[]) => importBundle(Readable.from(chunks), { content: createContentStore({ files: store, index }), index, upstreamHosts: new Set(['docker.io']), now: Date.now, maxManifestBytes: 4 * 2 ** 20 }, { pin: true });
 
   before(async () => {
     root = await mkdtemp(path.join(tmpdir(), 'pullthrough-import-referrers-'));

@@ -12,6 +12,7 @@ import { createSilentLogger } from '../../../src/logger.js';
 import { createMetrics } from '../../../src/metrics.js';
 import { parseDigest } from '../../../src/oci/digest.js';
 import { createBlobStore, type BlobStore } from '../../../src/storage/blob-store.js';
+import { createContentStore } from '../../../src/storage/content-store.js';
 import { createManifestCache } from '../../../src/storage/manifest-cache.js';
 import { createMetadataIndex, type MetadataIndex } from '../../../src/storage/metadata-index.js';
 import { blobsOf, makeImage, OCI, type Blob, type ImageManifest } from '../../helpers/images.js';
@@ -51,7 +52,7 @@ describe('importBundle', () => {
   let index: MetadataIndex;
   const onDisk = (digest: string) => existsSync(path.join(root, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7)));
   const tmpEntries = () => readdir(path.join(root, 'tmp'));
-  const run = (input: AsyncIterable<Buffer>, on: MetadataIndex = index) => importBundle(input, { store, index: on, upstreamHosts: new Set(['docker.io']), now: Date.now, maxManifestBytes: 4 * 2 ** 20 }, { pin: true });
+  const run = (input: AsyncIterable<Buffer>, on: MetadataIndex = index) => importBundle(input, { content: createContentStore({ files: store, index: on }), index: on, upstreamHosts: new Set(['docker.io']), now: Date.now, maxManifestBytes: 4 * 2 ** 20 }, { pin: true });
 
   beforeEach(async () => {
     root = await mkdtemp(path.join(tmpdir(), 'pullthrough-import-'));
