@@ -107,7 +107,8 @@ export interface ContentStore {
    */
   stage(body: AsyncIterable<Buffer>, stagingDir: string, expected?: { digest?: Digest | undefined; size?: number | undefined }): Promise<StagedContent>;
   /**
-   * Places every entry not already on disk, then writes every index row in one transaction, with
+   * Places every entry not already on disk (a staged file of content already there is discarded),
+   * then writes every index row in one transaction, with
    * `alsoInTransaction` (the caller's own rows: tags, pins) in it too. When anything fails, the
    * files this call placed are removed and no row is written: the cache is as it was.
    */
@@ -168,7 +169,11 @@ export function createContentStore(deps: { files: BlobStore; index: ContentStore
           if ('bytes' in entry && digestOf(entry.bytes, entry.digest.algorithm) !== entry.digest.value) {
             throw new Error(`refusing to store bytes under ${entry.digest.value}: they hash to something else`);
           }
-          if ((await files.size(entry.digest)) !== undefined) continue;
+          if ((await files.size(entry.digest)) !== undefined) {
+            // The same bytes are in place already (a fill from another upstream, an import of cached content).
+            if ('staged' in entry) await files.discard(entry.staged.tempPath);
+            continue;
+          }
           if ('staged' in entry) await files.adopt(entry.staged.tempPath, entry.digest);
           else await files.writeAll(entry.digest, entry.bytes);
           placed.push(entry.digest);
@@ -190,11 +195,9 @@ export function createContentStore(deps: { files: BlobStore; index: ContentStore
 
   const host: WriteHost = {
     budget,
-    async place(tempPath, content, meta) {
-      await store.commitAll([{ digest: content.digest, meta, staged: { tempPath, ...content } }]);
-      // Still there only when the same bytes were in place already (a fill from another upstream).
-      await files.discard(tempPath);
-    },
+    // Nothing is awaited after the index row: a fill releases its disk claim in the same tick, so
+    // its bytes are never counted twice (index and claim) by an eviction in between.
+    place: (tempPath, content, meta) => store.commitAll([{ digest: content.digest, meta, staged: { tempPath, ...content } }]),
     discard: (tempPath) => files.discard(tempPath),
     open: (digest, options) => store.open(digest, options),
   };

@@ -46,9 +46,6 @@ describe('eviction under storage.maxBytes', () => {
     clock += 60_000;
     await request(cache.url).get(`/v2/library/${name}/manifests/1`).expect(200);
     for (const blob of blobsOf(images[name])) await request(cache.url).get(`/v2/library/${name}/blobs/${blob.digest}`).expect(200);
-    // A client has its last byte once the digest checked, before the commit: running fills count
-    // against maxBytes, so the next pull must find this one's committed, not still claiming.
-    await waitUntil(async () => (await metricValue(cache.url, 'pullthrough_fills_in_flight')) === 0, `${name}'s fills to commit`);
   }
   const onDisk = (digest: string) => existsSync(path.join(cache.storageRoot, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7)));
 

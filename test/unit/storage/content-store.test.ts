@@ -105,3 +105,37 @@ describe('ContentStore on disk: following a write', () => {
     await write.abort();
   });
 });
+
+describe('ContentStore on disk: the commit point', () => {
+  it('resolves a commit in the turn its index row is written, also when the content was in place already', async () => {
+    // A fill releases its disk claim once commit resolves; any I/O turn in between would let an
+    // eviction count the bytes twice (index and claim) and evict more than it must.
+    const root = await mkdtemp(path.join(tmpdir(), 'pullthrough-content-'));
+    roots.push(root);
+    const files = createBlobStore({ root });
+    await files.init();
+    const index = createMetadataIndex({ path: ':memory:' }, { now: Date.now });
+    let turnPassed: boolean | undefined;
+    const watched = {
+      transaction: <T>(work: () => T) => index.transaction(work),
+      putContent: (...args: Parameters<typeof index.putContent>) => {
+        turnPassed = false;
+        setImmediate(() => (turnPassed = true));
+        index.putContent(...args);
+      },
+    };
+    const store = createContentStore({ files, index: watched });
+    const bytes = chunkOf(10_000, 9);
+    const digest = parseDigest(digestOf(bytes));
+    for (const round of ['first', 'again, over the same content']) {
+      const write = await store.beginWrite(digest, { size: bytes.length });
+      write.sink.end(bytes);
+      await finished(write.sink);
+      write.verify();
+      await write.commit({ kind: 'blob', mediaType: null });
+      assert.equal(turnPassed, false, `${round}: no turn of the event loop between the index row and the commit's end`);
+    }
+    assert.equal((await files.listTemp()).length, 0, 'the second temp file went');
+  });
+});
+
