@@ -1,7 +1,8 @@
 /*
  * A focused measurement for tuning the cached-blob path: one 200 MiB cached blob, 8 concurrent
  * readers, then 100 concurrent readers of a 5 MiB blob; aggregate MiB/s and the server's peak RSS.
- * Run: npm run build && node --import tsx bench/blob-serve.ts
+ * Run: npm run build && node --import tsx bench/blob-serve.ts [distDir] (another build's dist, next
+ * to its package.json and node_modules, to compare).
  */
 import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,8 @@ upstream.addBlob(big);
 upstream.addBlob(mid);
 const port = await freePort();
 await writeFile(path.join(work, 'c.yaml'), `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${work}/data }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true }\n`);
-const server = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', path.join(work, 'c.yaml')]);
+const dist = process.argv[2] ?? 'dist';
+const server = startDaemon(process.execPath, ['--max-semi-space-size=4', path.join(dist, 'main.js'), 'serve', '--config', path.join(work, 'c.yaml')]);
 try {
   const base = `http://127.0.0.1:${port}`;
   await waitUntil(async () => (await fetch(`${base}/healthz`)).ok, 'server');
