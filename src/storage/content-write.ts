@@ -215,7 +215,8 @@ export class FileContentWrite implements ContentWrite {
     let isClosed = false;
     const source: PositionalSource = {
       available: (position) => this.#available(position),
-      read: async (buffer, length, position) => (await this.#handle.read(buffer, 0, length, position)).bytesRead,
+      // Only what landed: the rest of what is available is in memory, and take() hands it over.
+      read: async (buffer, length, position) => (await this.#handle.read(buffer, 0, Math.min(length, this.#written - position), position)).bytesRead,
       take: (position, length) => this.#take(position, length),
       close: () => {
         if (isClosed) return;
