@@ -267,9 +267,11 @@ async function main(): Promise<void> {
     );
     const rssEnd = await rssMiB(pt.pid);
     // Where the soak's memory sits, from pullthrough's own metrics: V8 heap, and Buffers outside it.
-    const metricsText = await (await fetch(`${pt.url}/metrics`)).text();
-    const gauge = (name: string) => Number(new RegExp(`^pullthrough_${name} (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN) / MiB;
-    const soakMemory = `V8 heap ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB, external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB`;
+    const metricsResponse = await fetch(`${pt.url}/metrics`);
+    const metricsText = metricsResponse.ok ? await metricsResponse.text() : '';
+    // Node's process metrics are unprefixed (nodejs_*, process_*: src/metrics.ts).
+    const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN) / MiB;
+    const soakMemory = !metricsResponse.ok ? `/metrics answered ${metricsResponse.status}` : `V8 heap ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB, external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB`;
     rows.push({ figure: `soak: requests (${SOAK_CLIENTS} clients, ${SOAK_SECONDS} s)`, peer: undefined, pullthrough: latencies.length, unit: '', better: 'higher' });
     rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: '', better: 'lower' });
     rows.push({ figure: 'soak: p50 / p99 latency', peer: undefined, pullthrough: percentile(latencies, 50), unit: `ms / ${percentile(latencies, 99).toFixed(1)} ms`, better: 'lower' });
