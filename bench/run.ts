@@ -24,6 +24,10 @@ const BIG_LAYERS = (process.env['BENCH_LAYERS_MIB'] ?? '5,50,200').split(',').ma
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
 /** Cold pulls need an image new to both caches each round: this many images of BIG_LAYERS. */
 const COLD_ROUNDS = Number(process.env['BENCH_COLD_ROUNDS'] ?? 3);
+/** Which phases run (to measure one in isolation): any of cold,warm,blob,manifests,misses,soak. */
+const PHASES = new Set((process.env['BENCH_PHASES'] ?? 'cold,warm,blob,manifests,misses,soak').split(','));
+/** Extra node options for pullthrough, space-separated (say `--trace-gc` or `--heapsnapshot-signal=SIGUSR2`). */
+const PT_NODE_ARGS = (process.env['BENCH_PT_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
 
 interface Row {
   figure: string;
@@ -122,12 +126,13 @@ async function main(): Promise<void> {
       await mkdir(path.join(work, name), { recursive: true });
       await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true, tagTtl: "${tagTtl}" }\n${extra}`);
       // As npm start, the bin and the container run it.
-      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', 'dist/main.js', 'serve', '--config', config]);
+      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', ...PT_NODE_ARGS, 'dist/main.js', 'serve', '--config', config]);
       daemons.push(daemon);
       await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, `pullthrough ${name}`);
       return { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, pid: daemon.child.pid };
     };
     const pt = await startPullthrough('pullthrough', '5m');
+    log(`pullthrough (the one measured) is pid ${pt.pid}`);
     const ptAlways = await startPullthrough('pullthrough-ttl0', '0');
     // The same, filling an image's blobs ahead of the client (off by default; README "Configuration").
     const ptPrefetch = await startPullthrough('pullthrough-prefetch', '5m', 'cache: { prefetchBlobs: 3 }\n');
@@ -140,28 +145,30 @@ async function main(): Promise<void> {
       phase = name;
       await Promise.all([resetPeak(peer.pid), resetPeak(pt.pid)]);
     };
+    let soakMemory = '(no soak)';
     const imageBytes = big.bytes.length + big.config.bytes.length + big.layers.reduce((s, l) => s + l.bytes.length, 0);
 
-    log('1. cold pulls…');
-    await startPhase('cold pull');
-    const cold: Record<string, Array<{ ratio: number; upstreamBytes: number }>> = { peer: [], pullthrough: [], prefetch: [] };
-    const coldServers = { ...servers, prefetch: ptPrefetch };
-    const directSeconds: number[] = [];
-    for (let round = 0; round < COLD_ROUNDS; round++) {
-      const repository = round === 0 ? 'library/big' : `library/cold-${round}`;
-      const direct = await timed(() => skopeoCopy(`${upstream.url.slice(7)}/${repository}:1.0`, { tlsVerify: false }));
-      await direct.value.cleanup();
-      directSeconds.push(direct.seconds);
-      // Peer and pullthrough take turns going first, so neither always meets a warmer machine.
-      const order = round % 2 === 0 ? (['peer', 'pullthrough', 'prefetch'] as const) : (['prefetch', 'pullthrough', 'peer'] as const);
-      for (const name of order) {
-        const before = upstreamBytes();
-        const pull = await timed(() => skopeoCopy(`${coldServers[name].host}/${repository}:1.0`, { tlsVerify: false }));
-        await pull.value.cleanup();
-        // distribution's proxy finishes writing its copy after the client is served; give it a moment.
-        await new Promise((r) => setTimeout(r, 2_000));
-        cold[name]!.push({ ratio: pull.seconds / direct.seconds, upstreamBytes: upstreamBytes() - before });
-      }
+    if (PHASES.has('cold')) {
+      log('1. cold pulls…');
+      await startPhase('cold pull');
+      const cold: Record<string, Array<{ ratio: number; upstreamBytes: number }>> = { peer: [], pullthrough: [], prefetch: [] };
+      const coldServers = { ...servers, prefetch: ptPrefetch };
+      const directSeconds: number[] = [];
+      for (let round = 0; round < COLD_ROUNDS; round++) {
+        const repository = round === 0 ? 'library/big' : `library/cold-${round}`;
+        const direct = await timed(() => skopeoCopy(`${upstream.url.slice(7)}/${repository}:1.0`, { tlsVerify: false }));
+        await direct.value.cleanup();
+        directSeconds.push(direct.seconds);
+        // Peer and pullthrough take turns going first, so neither always meets a warmer machine.
+        const order = round % 2 === 0 ? (['peer', 'pullthrough', 'prefetch'] as const) : (['prefetch', 'pullthrough', 'peer'] as const);
+        for (const name of order) {
+          const before = upstreamBytes();
+          const pull = await timed(() => skopeoCopy(`${coldServers[name].host}/${repository}:1.0`, { tlsVerify: false }));
+          await pull.value.cleanup();
+          // distribution's proxy finishes writing its copy after the client is served; give it a moment.
+          await new Promise((r) => setTimeout(r, 2_000));
+          cold[name]!.push({ ratio: pull.seconds / direct.seconds, upstreamBytes: upstreamBytes() - before });
+        }
     }
     const coldRatio = (name: string) => median(cold[name]!.map((c) => c.ratio));
     const coldBytes = (name: string) => median(cold[name]!.map((c) => c.upstreamBytes)) / imageBytes;
@@ -169,114 +176,131 @@ async function main(): Promise<void> {
     rows.push({ figure: 'cold pull as above, pullthrough with cache.prefetchBlobs: 3', peer: coldRatio('peer'), pullthrough: coldRatio('prefetch'), unit: '×', better: 'lower' });
     rows.push({ figure: 'upstream bytes per image byte, cold pull (prefetch too)', peer: coldBytes('peer'), pullthrough: Math.max(coldBytes('pullthrough'), coldBytes('prefetch')), unit: '×', better: 'lower' });
 
-    log('2. warm pulls…');
-    await startPhase('warm pull');
-    const warm: Record<string, number[]> = { peer: [], pullthrough: [] };
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, server] of Object.entries(servers)) {
-        const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
-        await pull.value.cleanup();
-        warm[name]!.push(pull.seconds);
-      }
+    }
+
+    if (PHASES.has('warm')) {
+      log('2. warm pulls…');
+      await startPhase('warm pull');
+      const warm: Record<string, number[]> = { peer: [], pullthrough: [] };
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const [name, server] of Object.entries(servers)) {
+          const pull = await timed(() => skopeoCopy(`${server.host}/library/big:1.0`, { tlsVerify: false }));
+          await pull.value.cleanup();
+          warm[name]!.push(pull.seconds);
+        }
     }
     rows.push({ figure: `warm pull (median of ${ROUNDS})`, peer: median(warm['peer']!), pullthrough: median(warm['pullthrough']!), unit: 's', better: 'lower' });
 
-    log('3. cached blob throughput…');
-    await startPhase('cached blob');
-    const biggest = big.layers.reduce((a, b) => (a.bytes.length > b.bytes.length ? a : b));
-    for (const clients of [1, 8]) {
-      const rate: Record<string, number[]> = { peer: [], pullthrough: [] };
-      for (let round = 0; round < ROUNDS; round++) {
-        for (const [name, server] of Object.entries(servers)) {
-          const run = await drainInChild(`${server.url}/v2/library/big/blobs/${biggest.digest}`, clients);
-          rate[name]!.push(run.bytes / MiB / run.seconds);
-        }
-      }
-      rows.push({ figure: `cached ${Math.round(biggest.bytes.length / MiB)} MiB blob, ${clients} client${clients > 1 ? 's' : ''} (aggregate, median of ${ROUNDS})`, peer: median(rate['peer']!), pullthrough: median(rate['pullthrough']!), unit: 'MiB/s', better: 'higher' });
     }
 
-    log('4. manifest GETs per second…');
-    await startPhase('manifests');
-    await fetch(`${ptAlways.url}/v2/library/small/manifests/1.0`);
-    const accept = { accept: OCI.manifest };
-    // Each measurement gets a short warm-up of its own (JIT, caches) and a pause after the last
-    // one, so no server is measured while another is still working off a backlog.
-    const measure = async (url: string) => {
-      await loadTest(url, { connections: 8, seconds: 2, headers: accept });
-      await new Promise((r) => setTimeout(r, 1_000));
-      return loadTest(url, { connections: 32, seconds: LOAD_SECONDS, headers: accept });
-    };
-    const byTag = { pt: await measure(`${pt.url}/v2/library/small/manifests/1.0`), peer: await measure(`${peer.url}/v2/library/small/manifests/1.0`) };
-    const tagTtl0 = await measure(`${ptAlways.url}/v2/library/small/manifests/1.0`);
-    const byDigest = { pt: await measure(`${pt.url}/v2/library/small/manifests/${small.digest}`), peer: await measure(`${peer.url}/v2/library/small/manifests/${small.digest}`) };
-    rows.push({ figure: `manifest by tag, inside tagTtl (${byTag.pt.tool}, 32 conn.)`, peer: byTag.peer.requestsPerSecond, pullthrough: byTag.pt.requestsPerSecond, unit: 'req/s', better: 'higher' });
-    rows.push({ figure: 'manifest by tag, tagTtl: 0 (a HEAD upstream each)', peer: byTag.peer.requestsPerSecond, pullthrough: tagTtl0.requestsPerSecond, unit: 'req/s', better: 'higher' });
-    rows.push({ figure: 'manifest by digest', peer: byDigest.peer.requestsPerSecond, pullthrough: byDigest.pt.requestsPerSecond, unit: 'req/s', better: 'higher' });
-    rows.push({ figure: 'manifest by tag, p99 latency', peer: byTag.peer.p99Ms, pullthrough: byTag.pt.p99Ms, unit: 'ms', better: 'lower' });
-
-    log('5. ten concurrent misses of one uncached blob…');
-    await startPhase('10 misses');
-    const layer = fresh.layers[0]!;
-    for (const [name, server] of Object.entries(servers)) {
-      const before = upstreamGets(new RegExp(layer.digest));
-      const results = await Promise.all(Array.from({ length: 10 }, () => drain(`${server.url}/v2/library/fresh/blobs/${layer.digest}`)));
-      if (results.some((r) => r.bytes !== layer.bytes.length)) throw new Error(`${name}: a client got a short blob`);
-      // distribution's proxy may still be fetching for itself after its clients are served.
-      await new Promise((r) => setTimeout(r, 2_000));
-      const fetches = upstreamGets(new RegExp(layer.digest)) - before;
-      const ttfb = results.map((r) => r.ttfbMs);
-      const row = rows.find((r) => r.figure.startsWith('10 concurrent misses: upstream fetches'));
-      if (row) row.pullthrough = fetches;
-      else rows.push({ figure: '10 concurrent misses: upstream fetches', peer: fetches, pullthrough: NaN, unit: '', better: 'lower' });
-      const ttfbRow = rows.find((r) => r.figure.startsWith('10 concurrent misses: slowest time to first byte'));
-      if (ttfbRow) ttfbRow.pullthrough = Math.max(...ttfb);
-      else rows.push({ figure: '10 concurrent misses: slowest time to first byte', peer: Math.max(...ttfb), pullthrough: NaN, unit: 'ms', better: 'lower' });
-    }
-
-    log('6. peak memory…');
-    await startPhase('soak');
-    const beforeSoak = phasePeaks.reduce((m, p) => ({ peer: Math.max(m.peer, p.peer), pullthrough: Math.max(m.pullthrough, p.pullthrough) }), { peer: 0, pullthrough: 0 });
-    rows.push({ figure: 'peak RSS before the soak', peer: beforeSoak.peer, pullthrough: beforeSoak.pullthrough, unit: 'MiB', better: 'lower' });
-
-    log(`7. soak: ${SOAK_CLIENTS} clients for ${SOAK_SECONDS} s through pullthrough…`);
-    const rssStart = await rssMiB(pt.pid);
-    const deadline = Date.now() + SOAK_SECONDS * 1000;
-    const latencies: number[] = [];
-    let errors = 0;
-    let next = 0;
-    const targets = [
-      `${pt.url}/v2/library/small/manifests/1.0`,
-      `${pt.url}/v2/library/big/manifests/${big.digest}`,
-      `${pt.url}/v2/library/small/blobs/${small.layers[0]!.digest}`,
-      `${pt.url}/v2/library/big/blobs/${big.layers[0]!.digest}`,
-    ];
-    await Promise.all(
-      Array.from({ length: SOAK_CLIENTS }, async (_, client) => {
-        for (let i = 0; Date.now() < deadline; i++) {
-          // One request in ten is a blob nobody has asked for yet: a miss.
-          const url = (client + i) % 10 === 0 && next < soakBlobs.length ? `${pt.url}/v2/library/soak/blobs/${soakBlobs[next++]!.digest}` : targets[(client + i) % targets.length]!;
-          const started = performance.now();
-          try {
-            await drain(url);
-            latencies.push(performance.now() - started);
-          } catch {
-            errors += 1;
+    if (PHASES.has('blob')) {
+      log('3. cached blob throughput…');
+      await startPhase('cached blob');
+      const biggest = big.layers.reduce((a, b) => (a.bytes.length > b.bytes.length ? a : b));
+      for (const clients of [1, 8]) {
+        const rate: Record<string, number[]> = { peer: [], pullthrough: [] };
+        for (let round = 0; round < ROUNDS; round++) {
+          for (const [name, server] of Object.entries(servers)) {
+            const run = await drainInChild(`${server.url}/v2/library/big/blobs/${biggest.digest}`, clients);
+            rate[name]!.push(run.bytes / MiB / run.seconds);
           }
         }
-      }),
-    );
-    const rssEnd = await rssMiB(pt.pid);
-    // Where the soak's memory sits, from pullthrough's own metrics: V8 heap, and Buffers outside it.
-    const metricsResponse = await fetch(`${pt.url}/metrics`);
-    const metricsText = metricsResponse.ok ? await metricsResponse.text() : '';
-    // Node's process metrics are unprefixed (nodejs_*, process_*: src/metrics.ts).
-    const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN) / MiB;
-    const soakMemory = !metricsResponse.ok ? `/metrics answered ${metricsResponse.status}` : `V8 heap ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB, external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB`;
-    rows.push({ figure: `soak: requests (${SOAK_CLIENTS} clients, ${SOAK_SECONDS} s)`, peer: undefined, pullthrough: latencies.length, unit: '', better: 'higher' });
-    rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: '', better: 'lower' });
-    rows.push({ figure: 'soak: p50 / p99 latency', peer: undefined, pullthrough: percentile(latencies, 50), unit: `ms / ${percentile(latencies, 99).toFixed(1)} ms`, better: 'lower' });
-    rows.push({ figure: 'soak: RSS at start → end', peer: undefined, pullthrough: rssEnd, unit: `MiB (from ${rssStart.toFixed(0)})`, better: 'lower' });
-    rows.push({ figure: 'soak: peak RSS', peer: undefined, pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
+        rows.push({ figure: `cached ${Math.round(biggest.bytes.length / MiB)} MiB blob, ${clients} client${clients > 1 ? 's' : ''} (aggregate, median of ${ROUNDS})`, peer: median(rate['peer']!), pullthrough: median(rate['pullthrough']!), unit: 'MiB/s', better: 'higher' });
+    }
+
+    }
+
+    if (PHASES.has('manifests')) {
+      log('4. manifest GETs per second…');
+      await startPhase('manifests');
+      await fetch(`${ptAlways.url}/v2/library/small/manifests/1.0`);
+      const accept = { accept: OCI.manifest };
+      // Each measurement gets a short warm-up of its own (JIT, caches) and a pause after the last
+      // one, so no server is measured while another is still working off a backlog.
+      const measure = async (url: string) => {
+        await loadTest(url, { connections: 8, seconds: 2, headers: accept });
+        await new Promise((r) => setTimeout(r, 1_000));
+        return loadTest(url, { connections: 32, seconds: LOAD_SECONDS, headers: accept });
+      };
+      const byTag = { pt: await measure(`${pt.url}/v2/library/small/manifests/1.0`), peer: await measure(`${peer.url}/v2/library/small/manifests/1.0`) };
+      const tagTtl0 = await measure(`${ptAlways.url}/v2/library/small/manifests/1.0`);
+      const byDigest = { pt: await measure(`${pt.url}/v2/library/small/manifests/${small.digest}`), peer: await measure(`${peer.url}/v2/library/small/manifests/${small.digest}`) };
+      rows.push({ figure: `manifest by tag, inside tagTtl (${byTag.pt.tool}, 32 conn.)`, peer: byTag.peer.requestsPerSecond, pullthrough: byTag.pt.requestsPerSecond, unit: 'req/s', better: 'higher' });
+      rows.push({ figure: 'manifest by tag, tagTtl: 0 (a HEAD upstream each)', peer: byTag.peer.requestsPerSecond, pullthrough: tagTtl0.requestsPerSecond, unit: 'req/s', better: 'higher' });
+      rows.push({ figure: 'manifest by digest', peer: byDigest.peer.requestsPerSecond, pullthrough: byDigest.pt.requestsPerSecond, unit: 'req/s', better: 'higher' });
+      rows.push({ figure: 'manifest by tag, p99 latency', peer: byTag.peer.p99Ms, pullthrough: byTag.pt.p99Ms, unit: 'ms', better: 'lower' });
+
+    }
+
+    if (PHASES.has('misses')) {
+      log('5. ten concurrent misses of one uncached blob…');
+      await startPhase('10 misses');
+      const layer = fresh.layers[0]!;
+      for (const [name, server] of Object.entries(servers)) {
+        const before = upstreamGets(new RegExp(layer.digest));
+        const results = await Promise.all(Array.from({ length: 10 }, () => drain(`${server.url}/v2/library/fresh/blobs/${layer.digest}`)));
+        if (results.some((r) => r.bytes !== layer.bytes.length)) throw new Error(`${name}: a client got a short blob`);
+        // distribution's proxy may still be fetching for itself after its clients are served.
+        await new Promise((r) => setTimeout(r, 2_000));
+        const fetches = upstreamGets(new RegExp(layer.digest)) - before;
+        const ttfb = results.map((r) => r.ttfbMs);
+        const row = rows.find((r) => r.figure.startsWith('10 concurrent misses: upstream fetches'));
+        if (row) row.pullthrough = fetches;
+        else rows.push({ figure: '10 concurrent misses: upstream fetches', peer: fetches, pullthrough: NaN, unit: '', better: 'lower' });
+        const ttfbRow = rows.find((r) => r.figure.startsWith('10 concurrent misses: slowest time to first byte'));
+        if (ttfbRow) ttfbRow.pullthrough = Math.max(...ttfb);
+        else rows.push({ figure: '10 concurrent misses: slowest time to first byte', peer: Math.max(...ttfb), pullthrough: NaN, unit: 'ms', better: 'lower' });
+    }
+
+    }
+
+    if (PHASES.has('soak')) {
+      log('6. peak memory…');
+      await startPhase('soak');
+      const beforeSoak = phasePeaks.reduce((m, p) => ({ peer: Math.max(m.peer, p.peer), pullthrough: Math.max(m.pullthrough, p.pullthrough) }), { peer: 0, pullthrough: 0 });
+      rows.push({ figure: 'peak RSS before the soak', peer: beforeSoak.peer, pullthrough: beforeSoak.pullthrough, unit: 'MiB', better: 'lower' });
+
+      log(`7. soak: ${SOAK_CLIENTS} clients for ${SOAK_SECONDS} s through pullthrough…`);
+      const rssStart = await rssMiB(pt.pid);
+      const deadline = Date.now() + SOAK_SECONDS * 1000;
+      const latencies: number[] = [];
+      let errors = 0;
+      let next = 0;
+      const targets = [
+        `${pt.url}/v2/library/small/manifests/1.0`,
+        `${pt.url}/v2/library/big/manifests/${big.digest}`,
+        `${pt.url}/v2/library/small/blobs/${small.layers[0]!.digest}`,
+        `${pt.url}/v2/library/big/blobs/${big.layers[0]!.digest}`,
+      ];
+      await Promise.all(
+        Array.from({ length: SOAK_CLIENTS }, async (_, client) => {
+          for (let i = 0; Date.now() < deadline; i++) {
+            // One request in ten is a blob nobody has asked for yet: a miss.
+            const url = (client + i) % 10 === 0 && next < soakBlobs.length ? `${pt.url}/v2/library/soak/blobs/${soakBlobs[next++]!.digest}` : targets[(client + i) % targets.length]!;
+            const started = performance.now();
+            try {
+              await drain(url);
+              latencies.push(performance.now() - started);
+            } catch {
+              errors += 1;
+            }
+          }
+        }),
+      );
+      const rssEnd = await rssMiB(pt.pid);
+      // Where the soak's memory sits, from pullthrough's own metrics: V8 heap, and Buffers outside it.
+      const metricsResponse = await fetch(`${pt.url}/metrics`);
+      const metricsText = metricsResponse.ok ? await metricsResponse.text() : '';
+      // Node's process metrics are unprefixed (nodejs_*, process_*: src/metrics.ts).
+      const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN) / MiB;
+      const soakLine = !metricsResponse.ok ? `/metrics answered ${metricsResponse.status}` : `V8 heap ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB, external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB`;
+      rows.push({ figure: `soak: requests (${SOAK_CLIENTS} clients, ${SOAK_SECONDS} s)`, peer: undefined, pullthrough: latencies.length, unit: '', better: 'higher' });
+      rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: '', better: 'lower' });
+      rows.push({ figure: 'soak: p50 / p99 latency', peer: undefined, pullthrough: percentile(latencies, 50), unit: `ms / ${percentile(latencies, 99).toFixed(1)} ms`, better: 'lower' });
+      rows.push({ figure: 'soak: RSS at start → end', peer: undefined, pullthrough: rssEnd, unit: `MiB (from ${rssStart.toFixed(0)})`, better: 'lower' });
+      rows.push({ figure: 'soak: peak RSS', peer: undefined, pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
+      soakMemory = soakLine;
+    }
     await startPhase('');
 
     const fmt = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '–' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
