@@ -26,6 +26,8 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 5);
 const COLD_ROUNDS = Number(process.env['BENCH_COLD_ROUNDS'] ?? 3);
 /** Which phases run (to measure one in isolation): any of cold,warm,blob,manifests,misses,soak. */
 const PHASES = new Set((process.env['BENCH_PHASES'] ?? 'cold,warm,blob,manifests,misses,soak').split(','));
+/** What the soak's clients ask for: manifest by tag, by digest, a small blob, a 5 MiB blob, and (one in ten) a miss. */
+const SOAK_MIX = new Set((process.env['BENCH_SOAK_MIX'] ?? 'tag,digest,small,big,miss').split(','));
 /** Extra node options for pullthrough, space-separated (say `--trace-gc` or `--heapsnapshot-signal=SIGUSR2`). */
 const PT_NODE_ARGS = (process.env['BENCH_PT_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
 
@@ -71,6 +73,14 @@ async function peakRssMiB(pid: number | undefined): Promise<number> {
 async function rssMiB(pid: number | undefined): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+async function cpuSeconds(pid: number | undefined): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th, in clock ticks (100 per second on Linux).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Resets a process's peak RSS (VmHWM), so each phase's peak can be read on its own. */
@@ -138,10 +148,14 @@ async function main(): Promise<void> {
     const ptPrefetch = await startPullthrough('pullthrough-prefetch', '5m', 'cache: { prefetchBlobs: 3 }\n');
     const servers = { peer: { url: peer.url, host: `127.0.0.1:${peerPort}`, pid: peer.pid }, pullthrough: pt };
     /** Peak RSS of each server, phase by phase (VmHWM is reset at each phase's start). */
-    const phasePeaks: Array<{ phase: string; peer: number; pullthrough: number }> = [];
+    const phasePeaks: Array<{ phase: string; peer: number; pullthrough: number; peerCpuSeconds: number; pullthroughCpuSeconds: number }> = [];
     let phase = '';
+    // CPU seconds per phase: on shared cores a steadier sign of a server's cost than its wall-clock figures.
+    let cpuAtStart = { peer: 0, pullthrough: 0 };
     const startPhase = async (name: string) => {
-      if (phase) phasePeaks.push({ phase, peer: await peakRssMiB(peer.pid), pullthrough: await peakRssMiB(pt.pid) });
+      const cpu = { peer: await cpuSeconds(peer.pid), pullthrough: await cpuSeconds(pt.pid) };
+      if (phase) phasePeaks.push({ phase, peer: await peakRssMiB(peer.pid), pullthrough: await peakRssMiB(pt.pid), peerCpuSeconds: cpu.peer - cpuAtStart.peer, pullthroughCpuSeconds: cpu.pullthrough - cpuAtStart.pullthrough });
+      cpuAtStart = cpu;
       phase = name;
       await Promise.all([resetPeak(peer.pid), resetPeak(pt.pid)]);
     };
@@ -266,23 +280,32 @@ async function main(): Promise<void> {
       const latencies: number[] = [];
       let errors = 0;
       let next = 0;
-      const targets = [
-        `${pt.url}/v2/library/small/manifests/1.0`,
-        `${pt.url}/v2/library/big/manifests/${big.digest}`,
-        `${pt.url}/v2/library/small/blobs/${small.layers[0]!.digest}`,
-        `${pt.url}/v2/library/big/blobs/${big.layers[0]!.digest}`,
-      ];
+      const allTargets = {
+        tag: `${pt.url}/v2/library/small/manifests/1.0`,
+        digest: `${pt.url}/v2/library/big/manifests/${big.digest}`,
+        small: `${pt.url}/v2/library/small/blobs/${small.layers[0]!.digest}`,
+        big: `${pt.url}/v2/library/big/blobs/${big.layers[0]!.digest}`,
+      };
+      const targets = Object.entries(allTargets)
+        .filter(([kind]) => SOAK_MIX.has(kind))
+        .map(([, url]) => url);
+      const withMisses = SOAK_MIX.has('miss');
+      const errorKinds = new Map<string, number>();
       await Promise.all(
         Array.from({ length: SOAK_CLIENTS }, async (_, client) => {
           for (let i = 0; Date.now() < deadline; i++) {
             // One request in ten is a blob nobody has asked for yet: a miss.
-            const url = (client + i) % 10 === 0 && next < soakBlobs.length ? `${pt.url}/v2/library/soak/blobs/${soakBlobs[next++]!.digest}` : targets[(client + i) % targets.length]!;
+            const url = (targets.length === 0 || (withMisses && (client + i) % 10 === 0)) && next < soakBlobs.length ? `${pt.url}/v2/library/soak/blobs/${soakBlobs[next++]!.digest}` : targets[(client + i) % targets.length];
+            if (url === undefined) break;
             const started = performance.now();
             try {
               await drain(url);
               latencies.push(performance.now() - started);
-            } catch {
+            } catch (err) {
               errors += 1;
+              // What failed, without the URL's digest: a status, or a socket error's code.
+              const kind = err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message.replace(/^.*: /, '')) : String(err);
+              errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
             }
           }
         }),
@@ -295,7 +318,7 @@ async function main(): Promise<void> {
       const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metricsText)?.[1] ?? NaN) / MiB;
       const soakLine = !metricsResponse.ok ? `/metrics answered ${metricsResponse.status}` : `V8 heap ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)} MiB, external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MiB`;
       rows.push({ figure: `soak: requests (${SOAK_CLIENTS} clients, ${SOAK_SECONDS} s)`, peer: undefined, pullthrough: latencies.length, unit: '', better: 'higher' });
-      rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: '', better: 'lower' });
+      rows.push({ figure: 'soak: errors', peer: undefined, pullthrough: errors, unit: [...errorKinds].map(([kind, n]) => `${kind} × ${n}`).join(', '), better: 'lower' });
       rows.push({ figure: 'soak: p50 / p99 latency', peer: undefined, pullthrough: percentile(latencies, 50), unit: `ms / ${percentile(latencies, 99).toFixed(1)} ms`, better: 'lower' });
       rows.push({ figure: 'soak: RSS at start → end', peer: undefined, pullthrough: rssEnd, unit: `MiB (from ${rssStart.toFixed(0)})`, better: 'lower' });
       rows.push({ figure: 'soak: peak RSS', peer: undefined, pullthrough: await peakRssMiB(pt.pid), unit: 'MiB', better: 'lower' });
@@ -313,7 +336,7 @@ async function main(): Promise<void> {
       '| --- | ---: | ---: | ---: |',
       ...rows.map((r) => `| ${r.figure} | ${fmt(r.peer)} | ${fmt(r.pullthrough)} ${r.unit} | ${ratio(r)} |`),
     ].join('\n');
-    const peaks = ['', 'peak RSS by phase (MiB): phase | peer | pullthrough', ...phasePeaks.map((p) => `  ${p.phase} | ${fmt(p.peer)} | ${fmt(p.pullthrough)}`), `pullthrough at the soak's end: ${soakMemory}`].join('\n');
+    const peaks = ['', 'peak RSS by phase (MiB), and CPU seconds: phase | peer | pullthrough | peer CPU-s | pullthrough CPU-s', ...phasePeaks.map((p) => `  ${p.phase} | ${fmt(p.peer)} | ${fmt(p.pullthrough)} | ${fmt(p.peerCpuSeconds)} | ${fmt(p.pullthroughCpuSeconds)}`), `pullthrough at the soak's end: ${soakMemory}`].join('\n');
     process.stdout.write(`${table}\n${peaks}\n`);
     const file = path.join('bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     await writeFile(file, JSON.stringify({ machine, date: new Date().toISOString(), rows, phasePeaks, soakMemory }, null, 2));
