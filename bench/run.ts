@@ -135,8 +135,8 @@ async function main(): Promise<void> {
       const config = path.join(work, `${name}.yaml`);
       await mkdir(path.join(work, name), { recursive: true });
       await writeFile(config, `listen: 127.0.0.1:${port}\nlogLevel: error\nstorage: { root: ${path.join(work, name)} }\nupstreams:\n  - { host: docker.io, url: "${upstream.url}", default: true, tagTtl: "${tagTtl}" }\n${extra}`);
-      // With the V8 flags of npm start and the container (package.json, Dockerfile).
-      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', '--heap-growing-percent=30', ...PT_NODE_ARGS, 'dist/main.js', 'serve', '--config', config]);
+      // With the V8 flags and malloc setting of npm start and the container (package.json, Dockerfile).
+      const daemon = startDaemon(process.execPath, ['--max-semi-space-size=4', '--heap-growing-percent=30', ...PT_NODE_ARGS, 'dist/main.js', 'serve', '--config', config], { ...process.env, MALLOC_ARENA_MAX: '2' });
       daemons.push(daemon);
       await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, `pullthrough ${name}`);
       return { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, pid: daemon.child.pid };
