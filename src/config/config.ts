@@ -252,8 +252,8 @@ export const configSchema = z
       .strictObject({
         /** Manifests larger than this are refused (they are held in memory). @default 4MiB */
         maxManifestBytes: size.default(4 * 2 ** 20),
-        /** Memory for hot manifests. @default 64MiB */
-        manifestMemoryBytes: size.default(64 * 2 ** 20),
+        /** Memory for hot manifests: thousands of them (a node's working set), the rest read from disk. @default 16MiB */
+        manifestMemoryBytes: size.default(16 * 2 ** 20),
         /** Upper bound on one blob fill, which goes on after its client has gone. @default 30m */
         fillTimeout: duration.default(1_800_000),
         /**
