@@ -1,7 +1,6 @@
 import type { Readable } from 'node:stream';
-import { LRUCache } from 'lru-cache';
 import { Agent, request, type Dispatcher } from 'undici';
-import { basicAuthorization, type Credentials } from '../config/credentials.js';
+import type { Credentials } from '../config/credentials.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { OciError } from '../oci/errors.js';
@@ -12,7 +11,7 @@ import { createGuardedConnector, createNetworkPolicy } from './network-policy.js
 import { createUpstreamFailures } from './upstream-failures.js';
 import { referrersPage, tagsPage, type ListPage, type ReferrersPage } from './upstream-lists.js';
 import { resumableBody } from './resumable-body.js';
-import { parseChallenges, TokenCache, tokenFromResponse } from './token-auth.js';
+import { createTokenSession } from './token-session.js';
 import { UpstreamError } from './upstream-error.js';
 
 /** A manifest as an upstream described (HEAD) or sent (GET) it. */
@@ -97,8 +96,6 @@ type Kind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'token';
 const MAX_REDIRECTS = 5;
 /** A blob body cut by the network is resumed with `Range` this many times (the fill still verifies the whole digest). */
 const RESUME_ATTEMPTS = 3;
-/** A credential the upstream just refused is not sent again for this long: repeats are answered here, not relayed (lockouts). */
-const REFUSED_CREDENTIALS_MS = 5_000;
 
 function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
   const value = headers[name];
@@ -116,7 +113,6 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   const label = options.metricsLabel ?? host;
   const deadlineMs = options.timeouts.totalMs;
   const base = new URL(options.url);
-  const tokens = new TokenCache(deps.now);
   let health: Omit<UpstreamHealth, 'breaker'> = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
   const breaker = new CircuitBreaker(
     { failures: options.breaker.failures, openForMs: options.breaker.openForMs },
@@ -143,7 +139,6 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     };
   }
   const network = createNetworkPolicy({ trustedOrigins: [...(options.isUrlTrusted ? [base.origin] : []), ...options.allowOrigins], allowPrivate: options.allowPrivate });
-  const refusedCredentials = new LRUCache<string, number>({ max: 10_000 });
   const agent = new Agent({
     // Every connection, the first included, goes through the policy: see network-policy.ts.
     connect: createGuardedConnector(network, { timeout: options.timeouts.connectMs }),
@@ -153,6 +148,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   });
 
   const { translate, followable } = createUpstreamFailures({ host, isUrlTrusted: options.isUrlTrusted }, deps);
+  const session = createTokenSession({ host, base, deadlineMs }, { now: deps.now, fetch: (url, headers, signal) => dispatch('token', 'GET', url, headers, signal), followable });
 
   async function dispatch(kind: Kind, method: string, url: URL, headers: Record<string, string>, signal?: AbortSignal) {
     if (!breaker.tryAcquire()) {
@@ -177,30 +173,6 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     }
   }
 
-  /** Learned from a Basic challenge: this upstream takes credentials directly, not through a token realm. */
-  let isBasicUpstream = false;
-
-  async function fetchToken(params: Readonly<Record<string, string>>, scope: string, credentials: Credentials | undefined, signal?: AbortSignal): Promise<string> {
-    const realm = params['realm'];
-    if (!realm) throw new UpstreamError('auth', host, `upstream ${host} sent a Bearer challenge without a realm`);
-    // The realm is the upstream's word: it is reached only over http(s) and through the network policy.
-    const url = followable(realm, base);
-    if (params['service']) url.searchParams.set('service', params['service']);
-    url.searchParams.set('scope', params['scope'] ?? scope);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (credentials) headers['authorization'] = basicAuthorization(credentials);
-    const response = await dispatch('token', 'GET', url, headers, signal);
-    if (response.statusCode !== 200) {
-      await response.body.dump();
-      if (credentials && (response.statusCode === 401 || response.statusCode === 403)) refusedCredentials.set(credentials.id, deps.now() + REFUSED_CREDENTIALS_MS);
-      throw new UpstreamError('auth', host, `token endpoint of ${host} refused ${credentials ? 'the credentials' : 'an anonymous token'} (${response.statusCode})`, { status: response.statusCode });
-    }
-    const parsed = tokenFromResponse(await response.body.json().catch(() => undefined));
-    if (!parsed) throw new UpstreamError('auth', host, `token endpoint of ${host} sent no token`);
-    tokens.set(tokenKey(scope, credentials), parsed.token, parsed.expiresIn);
-    return parsed.token;
-  }
-
   /**
    * The caller's signal, aborted also at the overall deadline. Not AbortSignal.any: on Node 20 its
    * timeout source can be collected before it fires, and the deadline then never comes.
@@ -213,26 +185,6 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     return controller.signal;
   }
 
-  /** Concurrent token fetches for one scope and credential identity share one request, under the deadline alone (not one caller's abort). */
-  const tokenFlights = new Map<string, Promise<string>>();
-  function sharedToken(params: Readonly<Record<string, string>>, scope: string, credentials: Credentials | undefined, refused: string | undefined): Promise<string> {
-    const key = tokenKey(scope, credentials);
-    // Another request's fetch may have ended since this one was sent: its token is as good (unless it is the one refused).
-    const cached = tokens.get(key);
-    if (cached !== undefined && cached !== refused) return Promise.resolve(cached);
-    let flight = tokenFlights.get(key);
-    if (!flight) {
-      flight = fetchToken(params, scope, credentials, AbortSignal.timeout(deadlineMs)).finally(() => tokenFlights.delete(key));
-      tokenFlights.set(key, flight);
-    }
-    return flight;
-  }
-
-  /** Tokens are cached per scope and credential identity: one client's token never serves another's request. */
-  function tokenKey(scope: string, credentials: Credentials | undefined): string {
-    return `${scope}|${credentials?.id ?? 'anonymous'}`;
-  }
-
   /**
    * Sends one request, answering a Bearer challenge once and following redirects. Returns the
    * final response whatever its status; the caller reads or dumps its body.
@@ -241,41 +193,24 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     const { credentials } = options;
     // Everything but a blob body (bounded by cache.fillTimeout) has an overall deadline too.
     const signal = kind === 'blob' ? options.signal : withDeadline(options.signal);
-    const refusedUntil = credentials ? refusedCredentials.get(credentials.id) : undefined;
-    if (refusedUntil !== undefined && refusedUntil > deps.now()) {
+    if (session.isRefusedRecently(credentials)) {
       deps.metrics.upstreamRequests.inc({ upstream: label, kind, status: 'refused_recently' });
       throw new UpstreamError('auth', host, `upstream ${host} refused these credentials moments ago`, { status: 401 });
     }
     const scope = `repository:${repository}:pull`;
     let url = new URL(path, base);
-    let token = tokens.get(tokenKey(scope, credentials));
-    let sendBasic = isBasicUpstream && credentials !== undefined;
-    let answeredChallenge = false;
+    let auth = session.begin(scope, credentials);
     for (let hops = 0; ; ) {
       const headers = { ...extra };
       // Credentials go to the configured origin only: a redirect to a CDN carries its own signature.
-      if (url.origin === base.origin) {
-        if (token) headers['authorization'] = `Bearer ${token}`;
-        else if (sendBasic && credentials) headers['authorization'] = basicAuthorization(credentials);
-      }
+      const authorization = url.origin === base.origin ? session.authorization(auth, credentials) : undefined;
+      if (authorization) headers['authorization'] = authorization;
       const response = await dispatch(kind, method, url, headers, signal);
       const status = response.statusCode;
-      if (status === 401 && !answeredChallenge && url.origin === base.origin) {
-        const challenges = parseChallenges(header(response.headers, 'www-authenticate'));
+      if (status === 401 && !auth.hasAnsweredChallenge && url.origin === base.origin) {
         await response.body.dump();
-        answeredChallenge = true;
-        const bearer = challenges.find((c) => c.scheme === 'bearer');
-        if (bearer) {
-          token = await sharedToken(bearer.params, scope, credentials, token);
-          continue;
-        }
-        if (challenges.some((c) => c.scheme === 'basic') && credentials && !sendBasic) {
-          isBasicUpstream = true;
-          sendBasic = true;
-          continue;
-        }
-        if (credentials && sendBasic) refusedCredentials.set(credentials.id, deps.now() + REFUSED_CREDENTIALS_MS);
-        throw new UpstreamError('auth', host, `upstream ${host} ${credentials ? 'refused the credentials' : 'requires credentials'}`, { status });
+        auth = await session.answer(header(response.headers, 'www-authenticate'), scope, credentials, auth);
+        continue;
       }
       const location = header(response.headers, 'location');
       if (status >= 300 && status < 400 && location) {
