@@ -31,6 +31,7 @@ import { acquireStorageLock, type StorageLock } from './storage/storage-lock.js'
 import { createNetworkPolicy, isAllowedHost } from './upstream/network-policy.js';
 import { createUpstream } from './upstream/upstream-client.js';
 import { createUpstreamRouter } from './upstream/upstream-router.js';
+import { createViaUpstream } from './upstream/via-upstream.js';
 
 export interface AppDeps {
   readonly logger: Logger;
@@ -151,7 +152,10 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   const catchAll = config.upstreams.find((u) => u.host === '*');
   const userAgent = `pullthrough/${VERSION}`;
   // A listed upstream's url is where the operator pointed: trusted on any address. Nothing else is.
-  const upstreams = listed.map((upstream) => createUpstream({ ...upstream, url: upstream.url ?? '', isUrlTrusted: true, allowPrivate: [], userAgent }, { metrics, logger, now }));
+  const upstreams = listed.map(({ via, viaFallback, ...upstream }) => {
+    const options = { ...upstream, url: upstream.url ?? '', isUrlTrusted: true, allowPrivate: [], userAgent };
+    return via === undefined ? createUpstream(options, { metrics, logger, now }) : createViaUpstream({ ...options, via, viaFallback }, { metrics, logger, now });
+  });
   const defaultHost = config.upstreams.find((u) => u.default)?.host;
   const catchAllNetwork = catchAll && createNetworkPolicy({ trustedOrigins: catchAll.allowOrigins, allowPrivate: catchAll.allowPrivate });
   let catchAllHosts = 0;

@@ -38,6 +38,8 @@ export interface Metrics {
   readonly peerRequests: Counter<'peer' | 'result'>;
   /** Cluster members by state (up: this one and peers not marked down; down). */
   readonly clusterMembers: Gauge<'state'>;
+  /** Requests for an upstream with `via` that went to the upstream directly because the mirror was down. */
+  readonly viaFallbacks: Counter<'upstream'>;
 }
 
 /** Reads the cache's size when Prometheus scrapes. */
@@ -148,6 +150,12 @@ export function createMetrics(options: { withDefaultMetrics: boolean; storageSta
       name: 'pullthrough_storage_errors_total',
       help: 'Storage operations that failed, by operation and error code (ENOSPC: disk full).',
       labelNames: ['operation', 'code'],
+      registers,
+    }),
+    viaFallbacks: new Counter({
+      name: 'pullthrough_via_fallbacks_total',
+      help: 'Requests for an upstream configured with via that went to the upstream directly because the mirror was down.',
+      labelNames: ['upstream'],
       registers,
     }),
     upstreamBreakerOpen: new Gauge({

@@ -108,6 +108,14 @@ const upstreamSchema = z.strictObject({
       ctx.addIssue({ code: 'custom', message: `${parsed.error.issues[0]?.message ?? 'invalid URL'}${hint}` });
     })
     .optional(),
+  /**
+   * Reach this upstream through another mirror that understands containerd's `?ns=` (a regional
+   * pullthrough): every request goes to `<via>/v2/…?ns=<host>`, with the client's credentials as
+   * they would go to the upstream itself. Listed upstreams only. @default none (direct to url)
+   */
+  via: upstreamUrl.optional(),
+  /** While the `via` mirror is down (no connection, timeout, 429, 5xx), go to `url` directly. @default true */
+  viaFallback: z.boolean().default(true),
   /** Bare names and names without a registry host go here. @default false */
   default: z.boolean().default(false),
   /** How long a cached tag is served before it is revalidated with a HEAD; 0 = every pull. @default 5m */
@@ -323,6 +331,7 @@ export const configSchema = z
             if (!isCatchAll && Array.isArray(upstream['allowPrivate']) && upstream['allowPrivate'].length > 0) {
               report([i, 'allowPrivate'], 'only the catch-all (host: "*") takes allowPrivate: a listed upstream is reached wherever its url points');
             }
+            if (isCatchAll && upstream['via'] !== undefined) report([i, 'via'], 'a catch-all reaches each registry at its own host: give via to listed upstreams only');
             if (isCatchAll && upstream['credentials'] !== undefined) report([i, 'credentials'], 'a catch-all reaches many registries: give credentials to listed upstreams only');
             if (seen.has(host.toLowerCase())) report([i, 'host'], `host ${host.toLowerCase()} is configured twice`);
             seen.add(host.toLowerCase());

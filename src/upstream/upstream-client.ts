@@ -77,6 +77,11 @@ export interface Upstream {
 export interface UpstreamOptions {
   readonly host: string;
   readonly url: string;
+  /**
+   * Sent as `ns=` on every request (containerd's mirror parameter): `url` is then a mirror that
+   * serves this registry among others (`via`), not the registry itself.
+   */
+  readonly namespace?: string | undefined;
   /** Whether `url` itself is trusted (a listed upstream) or must resolve to allowed addresses (the catch-all). */
   readonly isUrlTrusted: boolean;
   /** More origins redirects and token realms may reach on any address. */
@@ -113,6 +118,7 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
   const label = options.metricsLabel ?? host;
   const deadlineMs = options.timeouts.totalMs;
   const base = new URL(options.url);
+  const { namespace } = options;
   let health: Omit<UpstreamHealth, 'breaker'> = { lastOkAt: undefined, lastErrorAt: undefined, lastError: undefined, rateLimitRemaining: undefined };
   const breaker = new CircuitBreaker(
     { failures: options.breaker.failures, openForMs: options.breaker.openForMs },
@@ -199,6 +205,8 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     }
     const scope = `repository:${repository}:pull`;
     let url = new URL(path, base);
+    // Set, not appended: a next-page link from the mirror carries it already.
+    if (namespace !== undefined) url.searchParams.set('ns', namespace);
     let auth = session.begin(scope, credentials);
     for (let hops = 0; ; ) {
       const headers = { ...extra };

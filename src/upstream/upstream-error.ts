@@ -44,4 +44,14 @@ export class UpstreamError extends Error {
   get isNotFound(): boolean {
     return this.kind === 'status' && this.status === 404;
   }
+
+  /**
+   * True when the upstream is down rather than answering: no connection, a timeout, 429 or 5xx
+   * (an open circuit breaker is `unreachable`). The notion cache/tag-freshness.ts serves stale
+   * tags on; a mirror in `via` is bypassed on it.
+   */
+  get isOutage(): boolean {
+    if (this.kind === 'unreachable' || this.kind === 'timeout') return true;
+    return this.kind === 'status' && this.status !== undefined && (this.status === 429 || this.status >= 500);
+  }
 }

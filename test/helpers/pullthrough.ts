@@ -43,6 +43,8 @@ export interface UpstreamSpec {
   accessTtl?: string;
   allowOrigins?: string[];
   allowPrivate?: string[];
+  via?: string;
+  viaFallback?: boolean;
 }
 
 /** Starts pullthrough in this process on a loopback port, with a fresh storage root unless one is given. */
