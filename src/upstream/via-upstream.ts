@@ -43,7 +43,16 @@ export function createViaUpstream(options: ViaUpstreamOptions, deps: { metrics: 
     try {
       return await toMirror(mirror);
     } catch (err) {
-      if (!direct || !(err instanceof UpstreamError) || !err.isOutage) throw err;
+      if (!(err instanceof UpstreamError) || !err.isOutage) throw err;
+      if (!direct) {
+        // Say which way failed: the upstream itself may be fine. Still no address: clients read this.
+        const { status, retryAfterSeconds } = err;
+        throw new UpstreamError(err.kind, err.upstream, `${err.message} (its via mirror; viaFallback is off)`, {
+          cause: err,
+          ...(status !== undefined && { status }),
+          ...(retryAfterSeconds !== undefined && { retryAfterSeconds }),
+        });
+      }
       deps.metrics.viaFallbacks.inc({ upstream: label });
       // The mirror's client logs its failing and recovering once each (failure-log.ts): this line is per request.
       deps.logger.debug({ upstream: options.host, err: err.message }, 'mirror (via) is down: asking the upstream directly');

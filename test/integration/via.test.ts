@@ -126,8 +126,23 @@ describe('upstreams[].via: reaching an upstream through another mirror', () => {
   it('with viaFallback: false, a mirror outage is what the client gets (503)', async () => {
     cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: origin.url, default: true, via: await deadOrigin(), viaFallback: false }] });
     const res = await request(cache.url).get('/v2/app/manifests/1.0').set('accept', MANIFEST_ACCEPT).expect(503);
-    assert.equal((res.body as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNAVAILABLE');
+    const error = (res.body as { errors: Array<{ code: string; message: string }> }).errors[0];
+    assert.equal(error?.code, 'UNAVAILABLE');
+    assert.match(error?.message ?? '', /via mirror/, 'the message says which way failed');
+    assert.doesNotMatch(error?.message ?? '', /127\.0\.0\.1/, 'and names no address');
     await request(cache.url).get(`/v2/app/blobs/${image.layers[0]!.digest}`).expect(503);
     assert.equal(origin.requests.length, 0);
+  });
+
+  it("opens the mirror's own breaker and shows the upstream as reachable while the fallback answers", async () => {
+    cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: origin.url, default: true, via: await deadOrigin(), breaker: { failures: 1, openFor: '1m' } }] });
+    await request(cache.url).get('/v2/app/manifests/1.0').set('accept', MANIFEST_ACCEPT).expect(200);
+    await request(cache.url).get(`/v2/app/blobs/${image.layers[0]!.digest}`).expect(200);
+    assert.equal(await metricValue(cache.url, 'pullthrough_upstream_breaker_open', { upstream: 'docker.io+via' }), 1);
+    assert.equal(await metricValue(cache.url, 'pullthrough_upstream_requests_total', { upstream: 'docker.io+via', status: 'breaker_open' }), 1, 'the open breaker sends the next request direct at once');
+    const status = (await request(cache.url).get('/_pullthrough/status').expect(200)).body as { upstreams: Array<{ host: string; breaker: string; lastOkAt?: number }> };
+    assert.equal(status.upstreams[0]?.host, 'docker.io');
+    assert.equal(status.upstreams[0]?.breaker, 'closed');
+    assert.ok(status.upstreams[0]?.lastOkAt);
   });
 });
