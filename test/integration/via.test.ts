@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
@@ -144,5 +147,29 @@ describe('upstreams[].via: reaching an upstream through another mirror', () => {
     assert.equal(status.upstreams[0]?.host, 'docker.io');
     assert.equal(status.upstreams[0]?.breaker, 'closed');
     assert.ok(status.upstreams[0]?.lastOkAt);
+  });
+
+  it('takes the next tags/list page from the upstream, without ns=, when the mirror fails between pages', async () => {
+    let pages = 0;
+    // A mirror that answers the first page (its Link keeping ns=, as pullthrough's does) and then fails.
+    const flaky = createServer((req, res) => {
+      if (pages++ > 0) return void res.writeHead(503).end();
+      res.writeHead(200, { 'content-type': 'application/json', link: '</v2/library/app/tags/list?n=2&last=1.1&ns=docker.io>; rel="next"' });
+      res.end(JSON.stringify({ name: 'library/app', tags: ['1.0', '1.1'] }));
+    });
+    flaky.listen(0, '127.0.0.1');
+    await once(flaky, 'listening');
+    try {
+      cache = await startPullthrough({ upstreams: [{ host: 'docker.io', url: origin.url, default: true, via: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}` }] });
+      const tags = await request(cache.url).get('/v2/app/tags/list').expect(200);
+      assert.deepEqual((tags.body as { tags: string[] }).tags, ['1.0', '1.1', '1.2', '2.0']);
+      const rest = origin.requests.filter((r) => r.path === '/v2/library/app/tags/list');
+      assert.equal(rest.length, 1, 'only the page after the mirror failed');
+      assert.equal(rest[0]?.query.get('last'), '1.1');
+      assert.equal(rest[0]?.query.has('ns'), false, 'ns= is for mirrors only');
+    } finally {
+      flaky.closeAllConnections();
+      await new Promise((resolve) => flaky.close(resolve));
+    }
   });
 });
