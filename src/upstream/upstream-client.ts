@@ -59,7 +59,8 @@ export interface Upstream {
     options: RequestOptions & { accept: readonly string[]; maxBytes: number; onChunk?: (bytes: number) => void },
   ): Promise<ManifestResponse & { bytes: Buffer }>;
   headManifest(repository: string, reference: string, options: RequestOptions & { accept: readonly string[] }): Promise<ManifestResponse>;
-  getBlob(repository: string, digest: string, options?: RequestOptions): Promise<BlobResponse>;
+  /** With `offset`, the bytes from there on (`Range`, a 206 required): `size` is then what is left. */
+  getBlob(repository: string, digest: string, options?: RequestOptions & { offset?: number | undefined }): Promise<BlobResponse>;
   headBlob(repository: string, digest: string, options?: RequestOptions): Promise<{ size: number | undefined }>;
   /** One page of tags/list: the first when `next` is absent, else the page a previous one linked to. */
   listTagsPage(repository: string, options: RequestOptions & { next?: string | undefined }): Promise<ListPage<string>>;
@@ -291,21 +292,25 @@ export function createUpstream(options: UpstreamOptions, deps: { metrics: Metric
     },
     async getBlob(repository, digest, options = {}) {
       const path = `/v2/${repository}/blobs/${digest}`;
-      const response = await send('blob', 'GET', path, repository, {}, options);
-      if (response.statusCode !== 200) return failure(response, `blob ${digest} of ${repository}`);
+      const start = options.offset ?? 0;
+      /** Only the asked range, checked: bytes from anywhere else would be spliced in as if they were the rest. */
+      async function ranged(from: number, extra: Record<string, string>, isResume: boolean) {
+        const response = await send('blob', 'GET', path, repository, { range: `bytes=${from}-`, ...extra }, options);
+        if (response.statusCode === 206 && header(response.headers, 'content-range')?.startsWith(`bytes ${from}-`)) return response;
+        // A first request's 404 or 503 means what it always means; mid-body, anything but the rest ends the resume.
+        if (!isResume && response.statusCode !== 200 && response.statusCode !== 206) return failure(response, `blob ${digest} of ${repository}`);
+        await response.body.dump().catch(() => undefined);
+        throw new UpstreamError('invalid', host, `upstream ${host} cannot resume blob ${digest} (${response.statusCode})`);
+      }
+      const response = start > 0 ? await ranged(start, {}, false) : await send('blob', 'GET', path, repository, {}, options);
+      // ranged() checked a 206; without an offset only a 200 is the blob.
+      if (response.statusCode !== (start > 0 ? 206 : 200)) return failure(response, `blob ${digest} of ${repository}`);
       // Only a strong ETag says "the same bytes" (RFC 9110 §8.8.3): the rest is asked for the same object or not at all.
       const etag = header(response.headers, 'etag');
       const ifMatch = etag && !etag.startsWith('W/') ? { 'if-match': etag } : {};
       const body = resumableBody(response.body, {
         attempts: RESUME_ATTEMPTS,
-        async reopen(offset) {
-          const rest = await send('blob', 'GET', path, repository, { range: `bytes=${offset}-`, ...ifMatch }, options);
-          if (rest.statusCode !== 206 || !header(rest.headers, 'content-range')?.startsWith(`bytes ${offset}-`)) {
-            await rest.body.dump().catch(() => undefined);
-            throw new UpstreamError('invalid', host, `upstream ${host} cannot resume blob ${digest} (${rest.statusCode})`);
-          }
-          return rest.body;
-        },
+        reopen: async (offset) => (await ranged(start + offset, ifMatch, true)).body,
         onResume(code, offset, attempt) {
           deps.logger.warn({ upstream: host, digest, code, offset, attempt }, 'blob download cut: resuming with Range');
           deps.metrics.upstreamRequests.inc({ upstream: label, kind: 'blob', status: 'resumed' });
