@@ -26,7 +26,7 @@ function withoutNamespace(next: string | undefined): string | undefined {
  * One upstream reached through another mirror (a regional pullthrough, or any mirror that
  * understands containerd's `?ns=`): every request goes to the mirror first. When the mirror is
  * down ({@link UpstreamError.isOutage}: no connection, timeout, 429, 5xx, its breaker open) the
- * request goes to the upstream directly, if `direct` is given; the mirror's other answers (401,
+ * request goes to the upstream's own `url` (unless `viaFallback` is off); the mirror's other answers (401,
  * 403, 404, a bad body) are the upstream's answers, relayed. To the cache this is one Upstream:
  * access proofs come from those relayed answers as from the upstream's own.
  *
