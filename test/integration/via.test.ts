@@ -80,6 +80,10 @@ describe('upstreams[].via: reaching an upstream through another mirror', () => {
     const withCredentials = mirror.requests.filter((r) => r.headers.authorization === basic('alice', 'alice-secret'));
     assert.ok(withCredentials.length > 0, 'the mirror got alice’s credentials');
     assert.ok(withCredentials.every((r) => r.query.get('ns') === 'docker.io'));
+    await request(url).get(`/v2/acme/private/blobs/${privateImage.layers[0]!.digest}`).set('authorization', basic('alice', 'alice-secret')).expect(200);
+    // Cached now, and still refused to anonymous clients: the mirror's 401 is the proof.
+    await request(url).get(`/v2/acme/private/manifests/${privateImage.digest}`).set('accept', MANIFEST_ACCEPT).expect(401);
+    await request(url).get(`/v2/acme/private/blobs/${privateImage.layers[0]!.digest}`).expect(401);
     assert.equal(origin.requests.length, 0, 'a 401 from the mirror is an answer: no fallback');
   });
 
