@@ -4,12 +4,19 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { text } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
+import { parseConfig } from '../../src/config/load-config.js';
 import { createSilentLogger } from '../../src/logger.js';
 import { createMetrics } from '../../src/metrics.js';
 import { createUpstream, type Upstream } from '../../src/upstream/upstream-client.js';
 import { UpstreamError } from '../../src/upstream/upstream-error.js';
 import { startFakeUpstream, type FakeUpstream } from '../fakes/fake-upstream.js';
 import { makeRawBlob } from '../helpers/images.js';
+
+/** A client as app.ts makes one for a listed upstream: the config's own shape, whatever its keys are named. */
+function clientFor(url: string): Upstream {
+  const settings = parseConfig({ upstreams: [{ host: 'docker.io', url, timeouts: { connect: '2s', headers: '2s', bodyIdle: '2s' }, breaker: { failures: 50 } }] }, {}, 'test').upstreams[0]!;
+  return createUpstream({ ...settings, url, isUrlTrusted: true, allowPrivate: [], userAgent: 'test' }, { metrics: createMetrics({ withDefaultMetrics: false }), logger: createSilentLogger(), now: Date.now });
+}
 
 async function bytesOf(body: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -25,10 +32,7 @@ describe('Upstream.getBlob from an offset', () => {
   before(async () => {
     fake = await startFakeUpstream();
     fake.addBlob(blob);
-    upstream = createUpstream(
-      { host: 'docker.io', url: fake.url, isUrlTrusted: true, allowOrigins: [], allowPrivate: [], userAgent: 'test', timeouts: { connect: 2_000, headers: 2_000, bodyIdle: 2_000, total: 10_000 }, breaker: { failures: 50, openFor: 60_000 } },
-      { metrics: createMetrics({ withDefaultMetrics: false }), logger: createSilentLogger(), now: Date.now },
-    );
+    upstream = clientFor(fake.url);
   });
   after(async () => {
     await upstream.close();
@@ -64,10 +68,7 @@ describe('Upstream.getBlob from an offset', () => {
     });
     cutting.listen(0, '127.0.0.1');
     await once(cutting, 'listening');
-    const client = createUpstream(
-      { host: 'docker.io', url: `http://127.0.0.1:${(cutting.address() as AddressInfo).port}`, isUrlTrusted: true, allowOrigins: [], allowPrivate: [], userAgent: 'test', timeouts: { connect: 2_000, headers: 2_000, bodyIdle: 2_000, total: 10_000 }, breaker: { failures: 50, openFor: 60_000 } },
-      { metrics: createMetrics({ withDefaultMetrics: false }), logger: createSilentLogger(), now: Date.now },
-    );
+    const client = clientFor(`http://127.0.0.1:${(cutting.address() as AddressInfo).port}`);
     try {
       const { body } = await client.getBlob('library/app', blob.digest, { offset: 5_000 });
       assert.ok((await bytesOf(body)).equals(blob.bytes.subarray(5_000)));
