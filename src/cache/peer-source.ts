@@ -124,10 +124,18 @@ export function createPeerSources(members: ClusterMembers, deps: { logger: Logge
       if (peers.length === 0) return undefined;
       const getBlob = (repository: string, blobDigest: string, options: RequestOptions = {}): Promise<BlobResponse> => {
         const fromPeers = peers.map((peer) => (offset: number) => peer.getBlob(upstream.host, repository, blobDigest, { signal: options.signal, offset }));
-        // The upstream, with the requester's credentials: the cluster never carries them.
-        const fromUpstream = async (offset: number) => {
-          const response = await upstream.getBlob(repository, blobDigest, options);
-          return offset === 0 ? response : { size: response.size, body: pipeline(response.body, skipBytes(offset), () => undefined) };
+        // The upstream, with the requester's credentials: the cluster never carries them. From an
+        // offset with Range where it can; an upstream that cannot resends all, the start dropped.
+        const fromUpstream = async (offset: number): Promise<BlobResponse> => {
+          if (offset === 0) return upstream.getBlob(repository, blobDigest, options);
+          try {
+            const rest = await upstream.getBlob(repository, blobDigest, { ...options, offset });
+            return { size: rest.size === undefined ? undefined : offset + rest.size, body: rest.body };
+          } catch (err) {
+            if (!(err instanceof UpstreamError && err.kind === 'invalid')) throw err;
+            const whole = await upstream.getBlob(repository, blobDigest, options);
+            return { size: whole.size, body: pipeline(whole.body, skipBytes(offset), () => undefined) };
+          }
         };
         return readAcross([...fromPeers, fromUpstream], deps.logger, blobDigest);
       };

@@ -150,6 +150,29 @@ describe('cluster: members share one upstream fetch per blob', () => {
     assert.ok(got.body.equals(blob.bytes), 'the bytes after the cut came from another source');
   });
 
+  it('goes on from the upstream with Range, at the offset reached, when the owner dies and no other member is left', async () => {
+    await startCluster(2);
+    const blob = makeRawBlob(4 * 1024 * 1024);
+    upstream.addBlob(blob);
+    const [owner, asker] = byOwnership(blob.digest);
+    let release!: () => void;
+    upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 1024 * 1024, release: new Promise((resolve) => (release = resolve)) });
+    const pending = get(`${asker!.url}/v2/${REPO}/blobs/${blob.digest}`);
+    const deadline = Date.now() + 10_000;
+    while ((await metricValue(owner!.url, 'pullthrough_fills_in_flight').catch(() => 0)) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    upstream.setFault(blob.digest, undefined);
+    owner!.app.server.closeAllConnections();
+    await owner!.close();
+    release();
+    const got = await pending;
+    assert.equal(got.status, 200);
+    assert.ok(got.body.equals(blob.bytes));
+    const ranged = upstream.requests.filter((r) => r.method === 'GET' && r.path === `/v2/${REPO}/blobs/${blob.digest}` && r.headers.range !== undefined);
+    assert.equal(ranged.length, 1, 'the rest was asked for, not the whole blob again');
+    assert.match(String(ranged[0]!.headers.range), /^bytes=[1-9]\d*-$/);
+  });
+
   it("keeps private content private: alice's pull through one member is refused to anonymous on another", async () => {
     await startCluster(3);
     const blob = makeRawBlob(200_000);
