@@ -7,6 +7,8 @@ export interface ReadLease {
   readonly ready: Promise<void> | undefined;
   /** How big a read should be now; follows the number of senders. */
   readonly chunkBytes: number;
+  /** How many buffers a send should use in turn now: two while few send, one in a crowd. */
+  readonly buffers: 1 | 2;
   /** A buffer of `chunkBytes`: a pooled one when free, else a new one. */
   take(): Buffer;
   /** Hands back a buffer nothing holds any more (its last write completed), for the next sender. */
@@ -83,6 +85,16 @@ export class ReadBudget {
     return chunk;
   }
 
+  /**
+   * Two buffers per sender (one read into while the other is written) until the crowd has
+   * brought reads down to the floor; past that every sender reads into one. A crowd that large
+   * keeps the CPU busy whatever each sender overlaps, and the second buffer only doubled what
+   * the floor lets memory grow by (200 clients: 25 MiB of buffers, now 12.5).
+   */
+  buffersFor(open: number): 1 | 2 {
+    return open * 2 * this.#minChunk <= this.#totalBytes ? 2 : 1;
+  }
+
   /** A share of the budget, admitted at once while fewer than `maxSenders` hold one, else when one is released. */
   acquire(): ReadLease {
     let released = false;
@@ -107,6 +119,9 @@ export class ReadBudget {
       },
       get chunkBytes() {
         return budget.chunkBytesFor(budget.#open);
+      },
+      get buffers() {
+        return budget.buffersFor(budget.#open);
       },
       take: () => {
         const buffer = this.#take(this.chunkBytesFor(this.#open));

@@ -50,7 +50,9 @@ export async function sendBytes(source: PositionalSource, dest: Writable, option
   try {
     // Past the budget's most senders, this one waits for a slot (or for its receiver to go).
     if (lease.ready) await receiver.guard(lease.ready);
-    for (let turn = 0; end === undefined || position < end; turn ^= 1) {
+    // Decided once: a crowd's sends use one buffer each (see ReadBudget.buffersFor).
+    const turns = lease.buffers;
+    for (let turn = 0; end === undefined || position < end; turn = (turn + 1) % turns) {
       const ready = await receiver.guard(source.available(position));
       if (ready === 0) break;
       // The buffer's previous chunk must be out of the socket's hands before it is overwritten.

@@ -96,6 +96,14 @@ describe('sendBytes', () => {
 });
 
 describe('ReadBudget', () => {
+  it('gives each sender two buffers in turn until the crowd reaches the floor, then one', () => {
+    const budget = new ReadBudget();
+    assert.equal(budget.buffersFor(1), 2);
+    assert.equal(budget.buffersFor(64), 2, '64 senders × 2 × 64 KiB is the 8 MiB total');
+    assert.equal(budget.buffersFor(65), 1);
+    assert.equal(budget.buffersFor(256), 1);
+  });
+
   it('gives a lone sender the largest reads and shares the total among many, down to the floor', () => {
     const budget = new ReadBudget({ totalBytes: 16 << 20, maxChunkBytes: 1 << 20, minChunkBytes: 64 << 10 });
     assert.equal(new ReadBudget().chunkBytesFor(1), 1 << 20, 'the default');
@@ -157,7 +165,8 @@ describe('ReadBudget under a flood of stalled receivers', () => {
 
   it('bounds the bytes senders hold however many send at once, and admits waiters as slots free', async () => {
     const budget = new ReadBudget();
-    const bound = 8 * 2 ** 20 + 256 * 2 * 64 * 1024;
+    // A crowd past the floor reads into one buffer per sender (ReadBudget.buffersFor).
+    const bound = 8 * 2 ** 20 + 256 * 64 * 1024;
     const bytes = randomBytes(2 ** 20);
     const held = new Set<ArrayBufferLike>();
     const sinks = Array.from({ length: 1_000 }, () => stalledSink(held));
