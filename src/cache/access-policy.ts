@@ -41,8 +41,16 @@ export interface AccessPolicy {
    * The same for one digest asked for through `link`, which must be content of that repository:
    * linked to it, or confirmed there by `probe`. The caller has checked that `link.upstream`
    * holds the digest (or is delivering it: `isLinked` then says whether it is for this repository).
+   * `outageIsUnavailable`: when the upstream cannot be asked and no proof at hand will do, throw
+   * the outage (a 503) instead of refusing: for content only the upstream's yes could release.
    */
-  authorizeContent(link: RepositoryRecord, digest: string, requester: Credentials | undefined, probe: AccessProbe, options?: { isLinked?: boolean }): Promise<void>;
+  authorizeContent(
+    link: RepositoryRecord,
+    digest: string,
+    requester: Credentials | undefined,
+    probe: AccessProbe,
+    options?: { isLinked?: boolean; outageIsUnavailable?: boolean },
+  ): Promise<void>;
   /** {@link authorizeRepository} without the upstream (offline): on the proofs at hand, of any age. */
   authorizeRepositoryLocally(link: RepositoryRecord, requester: Credentials | undefined, options?: { digest?: string }): void;
   /** {@link authorizeContent} without the upstream (offline): on the proofs at hand, of any age. */
@@ -109,7 +117,7 @@ export function createAccessPolicy(
    * Resolves to whether the upstream itself said yes (false: an outage, and a proof of before did);
    * the caller records the yes, after linking what it confirmed, so the proof is never older than the link.
    */
-  async function prove(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, staleWillDo: boolean): Promise<boolean> {
+  async function prove(link: RepositoryRecord, requester: Credentials | undefined, probe: AccessProbe, staleWillDo: boolean, outageIsUnavailable = false): Promise<boolean> {
     const refusal = `${link.upstream}\0${link.repository}\0${requester?.id ?? ''}`;
     // Just refused: a client repeating the request (or a flood of them) is answered here, not relayed upstream.
     if ((refused.get(refusal) ?? 0) > deps.now()) throw deny(link, requester, 'the upstream refused access moments ago');
@@ -118,6 +126,8 @@ export function createAccessPolicy(
     } catch (err) {
       if (isUpstreamOutage(err)) {
         if (staleWillDo) return false;
+        // The caller cannot serve it without the upstream anyway (bytes another member holds): "later", not "who are you".
+        if (outageIsUnavailable) throw err;
         throw deny(link, requester, `the upstream cannot be asked now (${err.message})`);
       }
       if (err instanceof UpstreamError && (err.kind === 'auth' || err.isNotFound)) {
@@ -151,7 +161,7 @@ export function createAccessPolicy(
       if (!hasProof(link, requester, true, digest)) throw deny(link, requester, 'the upstream is offline and has not vouched for them');
     },
 
-    async authorizeContent(link, digest, requester, probe, { isLinked } = {}) {
+    async authorizeContent(link, digest, requester, probe, { isLinked, outageIsUnavailable } = {}) {
       if (isShared(link)) return;
       const publicContent = deps.index.publicContentProvenAt(link.upstream, digest);
       if (publicContent !== undefined && isFresh(publicContent, link)) return;
@@ -160,7 +170,7 @@ export function createAccessPolicy(
       // Asked only off the hot path: whether an old anonymous proof covers it, should the upstream be down.
       const isCovered = publicContent !== undefined && deps.index.publicContentProvenAt(link.upstream, digest, { coveringOnly: true }) !== undefined;
       // Not linked: access to this repository says nothing about a digest cached for another one, so the upstream is asked.
-      const isConfirmed = await prove(link, requester, probe, isCovered || (linked && hasProof(link, requester, true, digest)));
+      const isConfirmed = await prove(link, requester, probe, isCovered || (linked && hasProof(link, requester, true, digest)), outageIsUnavailable);
       if (!isConfirmed) return;
       // Only the upstream's own yes links the digest here: a link taken on an outage's word would make it
       // public through this repository's next fresh anonymous proof, long after the outage.

@@ -141,7 +141,7 @@ export function createProxyManifests(
     try {
       // Owned by another member: its bytes, once the upstream said this requester may have them.
       const fromPeers = deps.peers?.manifestSource(route.upstream, digest);
-      if (fromPeers) await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value), { isLinked: false });
+      if (fromPeers) await access.authorizeContent(link, digest.value, requester, probe(route.upstream, link.repository, digest.value), { isLinked: false, outageIsUnavailable: true });
       const fetched = await fill(fromPeers ?? route.upstream, link, digest.value, fillAccept(accept), access.upstreamCredentials(link, requester), digest, fromPeers !== undefined);
       return local.answer(link, 'manifest', fetched.manifest, fetched.lookup);
     } catch (err) {

@@ -95,7 +95,7 @@ export function createProxyRegistry(local: LocalRegistry, options: ProxyOptions,
     // Owned by another member: the bytes come from it, so the upstream is asked, with the
     // requester's own credentials, only whether this requester may have them.
     const fromPeers = deps.peers?.blobSource(route.upstream, digest);
-    if (fromPeers) await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: false });
+    if (fromPeers) await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: false, outageIsUnavailable: true });
     const source = fromPeers ?? route.upstream;
     const startedFor = fills.runningFor(link.upstream, digest);
     if (startedFor) await access.authorizeContent(link, digest.value, requester, blobProbe(route, digest), { isLinked: startedFor.repository === link.repository });

@@ -173,6 +173,19 @@ describe('cluster: members share one upstream fetch per blob', () => {
     assert.match(String(ranged[0]!.headers.range), /^bytes=[1-9]\d*-$/);
   });
 
+  it('answers 503, not 401, for a blob only its owner holds while the upstream cannot be asked', async () => {
+    await startCluster(3);
+    const blob = makeRawBlob(100_000);
+    upstream.addBlob(blob);
+    const [owner, other] = byOwnership(blob.digest);
+    assert.equal((await get(`${owner!.url}/v2/${REPO}/blobs/${blob.digest}`)).status, 200);
+    upstream.setFault(blob.digest, { type: 'status', status: 503 });
+    const refused = await get(`${other!.url}/v2/${REPO}/blobs/${blob.digest}`);
+    assert.equal(refused.status, 503, 'the member cannot decide now: containerd tries its next host');
+    assert.equal((await get(`${owner!.url}/v2/${REPO}/blobs/${blob.digest}`)).status, 200, 'the owner serves what it holds through the outage');
+    upstream.setFault(blob.digest, undefined);
+  });
+
   it("keeps private content private: alice's pull through one member is refused to anonymous on another", async () => {
     await startCluster(3);
     const blob = makeRawBlob(200_000);
