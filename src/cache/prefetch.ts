@@ -8,6 +8,7 @@ import type { Route } from '../upstream/upstream-router.js';
 import type { AccessPolicy } from './access-policy.js';
 import type { BlobFills } from './blob-fill.js';
 import { linkOf } from './local-registry.js';
+import type { PeerSources } from './peer-source.js';
 
 /** A manifest listing more blobs than this is not prefetched: no image needs it, an attacker would. */
 export const PREFETCH_MAX_BLOBS = 128;
@@ -24,10 +25,14 @@ export const PREFETCH_MAX_QUEUED = 1024;
  * upstream GETs: a manifest of more than {@link PREFETCH_MAX_BLOBS} blobs is not prefetched, at
  * most {@link PREFETCH_MAX_QUEUED} blobs wait over all manifests, and prefetch starts no fill
  * while half of `cache.maxConcurrentFills` are running, which keeps the rest for clients.
+ *
+ * In a cluster, a member prefetches only the blobs it owns: the others' are fetched by their
+ * owners (whose clients pull the same image), and a client's request here gets them from the
+ * owner after its own access check, so the upstream still sees one fetch per blob.
  */
 export function createPrefetcher(
   options: { readonly prefetchBlobs: number },
-  deps: { index: ContentIndex; fills: BlobFills; access: AccessPolicy; metrics: Metrics },
+  deps: { index: ContentIndex; fills: BlobFills; access: AccessPolicy; metrics: Metrics; peers?: PeerSources | undefined },
 ): (route: Route, bytes: Buffer, mediaType: string, requester: Credentials | undefined) => void {
   const { index, access, metrics } = deps;
   // Digests queued for prefetch but not yet started, over every manifest.
@@ -58,6 +63,10 @@ export function createPrefetcher(
     };
     void forEachConcurrently(next, Math.min(options.prefetchBlobs, queue.length), async (digest) => {
       if ((index.getContent(digest.value) && index.isHeldBy(link.upstream, digest.value)) || deps.fills.runningFor(link.upstream, digest)) return;
+      if (deps.peers && !deps.peers.members.rank(digest.value)[0]?.isSelf) {
+        metrics.prefetches.inc({ result: 'skipped' });
+        return;
+      }
       if (deps.fills.size >= deps.fills.limit / 2) {
         // Busy: the clients' own requests fill what they need; drop the rest of this queue.
         metrics.prefetches.inc({ result: 'skipped' }, queue.length + 1);
