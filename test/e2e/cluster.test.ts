@@ -112,7 +112,7 @@ describe('cluster end to end: pullthrough processes in front of one distribution
   });
 
   /** Starts one member as a process of its own, with fresh storage, and waits until it answers. */
-  async function startMember(options: { address: string; port: number; upstreamUrl: string; cluster: Record<string, unknown> }): Promise<Member> {
+  async function startMember(options: { address: string; port: number; upstreamUrl: string; cluster: Record<string, unknown>; cache?: Record<string, unknown> }): Promise<Member> {
     const url = `http://${options.address}:${options.port}`;
     const root = await mkdtemp(path.join(dir, 'member-'));
     const config = path.join(root, 'config.yaml');
@@ -124,6 +124,7 @@ describe('cluster end to end: pullthrough processes in front of one distribution
         logLevel: 'warn',
         storage: { root: path.join(root, 'storage') },
         upstreams: [{ host: 'docker.io', url: options.upstreamUrl, default: true }],
+        ...(options.cache && { cache: options.cache }),
         cluster: { self: url, secretFile, ...options.cluster },
       }),
     );
@@ -139,10 +140,10 @@ describe('cluster end to end: pullthrough processes in front of one distribution
   }
 
   /** `count` members on 127.0.0.1, each on a port of its own, every one listing all of them. */
-  async function startStaticCluster(count: number, upstreamUrl = registry.url): Promise<Member[]> {
+  async function startStaticCluster(count: number, upstreamUrl = registry.url, cache?: Record<string, unknown>): Promise<Member[]> {
     const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
     const urls = ports.map((port) => `http://127.0.0.1:${port}`);
-    return Promise.all(ports.map((port) => startMember({ address: '127.0.0.1', port, upstreamUrl, cluster: { peers: urls } })));
+    return Promise.all(ports.map((port) => startMember({ address: '127.0.0.1', port, upstreamUrl, cluster: { peers: urls }, ...(cache && { cache }) })));
   }
 
   /** The members in placement order for `digest`: the owner first. */
@@ -183,6 +184,14 @@ describe('cluster end to end: pullthrough processes in front of one distribution
     let fromPeers = 0;
     for (const member of cluster) fromPeers += await metricValue(member.url, 'pullthrough_served_bytes_total', { source: 'peer' });
     assert.ok(fromPeers > 0, 'members served bytes they got from the owner');
+  });
+
+  it('with cache.prefetchBlobs, prefetch follows placement too: still one upstream GET per blob', async () => {
+    const image = makeImage({ layerSizes: [2_000_000, 500_000, 100_000, 30_000] });
+    await registry.push('team/prefetched', '1.0', image);
+    const cluster = await startStaticCluster(3, registry.url, { prefetchBlobs: 3 });
+    await Promise.all(cluster.map((member) => pullAndCheck(member, 'team/prefetched:1.0', image)));
+    await assertOneGetPerBlob(registry, 'team/prefetched', image);
   });
 
   it('a member configured with cluster.dns finds the others through the resolver and shares their fetches', async () => {
