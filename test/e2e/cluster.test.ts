@@ -218,6 +218,13 @@ describe('cluster end to end: pullthrough processes in front of one distribution
     const upMembers = () => metricValue(dnsMember, 'pullthrough_cluster_members', { state: 'up' });
     await waitUntil(async () => (await upMembers()) === 3, 'the DNS member to know all three members', 10_000);
     assert.ok(dns.questions.some((q) => q === `${name} A`), 'it asked the resolver it was given');
+    const status = (await (await fetch(`${dnsMember}/_pullthrough/status`)).json()) as { cluster: { self: string; members: Array<{ url: string; state: string }> } };
+    assert.equal(status.cluster.self, dnsMember);
+    assert.deepEqual(
+      [...status.cluster.members].sort((a, b) => a.url.localeCompare(b.url)),
+      urls.map((url) => ({ url, state: url === dnsMember ? 'self' : 'up' })),
+      'the status page lists the members the resolver named',
+    );
 
     await Promise.all(cluster.map((member) => pullAndCheck(member, 'team/dns:1.0', image)));
     await assertOneGetPerBlob(registry, 'team/dns', image);
@@ -248,6 +255,16 @@ describe('cluster end to end: pullthrough processes in front of one distribution
     let brokeOff = 0;
     for (const member of survivors) brokeOff += await metricValue(member.url, 'pullthrough_peer_requests_total', { peer: owner!.url, result: 'error' });
     assert.ok(brokeOff >= 1, 'a survivor lost the owner in the middle of a peer request');
+
+    // With the member dead (and not yet marked down everywhere), a new image: the next member in
+    // placement order takes over its share, and the cluster still fetches each blob once.
+    const ownedByTheDead = (candidate: ImageManifest) => blobsOf(candidate).some((blob) => byOwnership(cluster, blob.digest)[0] === owner);
+    let next = makeImage({ layerSizes: [1_000_000, 200_000, 50_000] });
+    for (let i = 0; i < 30 && !ownedByTheDead(next); i++) next = makeImage({ layerSizes: [1_000_000, 200_000, 50_000] });
+    assert.ok(ownedByTheDead(next), 'the dead member owns a blob of the new image');
+    await registry.push('team/after', '1.0', next);
+    await Promise.all(survivors.map((member) => pullAndCheck(member, 'team/after:1.0', next)));
+    await assertOneGetPerBlob(registry, 'team/after', next);
   });
 
   it("keeps private images private: alice's pull through one member is refused to anonymous and wrong-password clients on the others", async () => {
