@@ -270,10 +270,13 @@ describe('cluster end to end: pullthrough processes in front of one distribution
   it("keeps private images private: alice's pull through one member is refused to anonymous and wrong-password clients on the others", async () => {
     const privateRegistry = await startDistribution({ auth: { kind: 'htpasswd', users: { alice: 'wonderland' } } });
     cleanups.push(() => privateRegistry.stop());
-    const image = makeImage({ layerSizes: [400_000, 60_000] });
-    await privateRegistry.push('team/private', '1.0', image);
     const cluster = await startStaticCluster(3, privateRegistry.url);
-    // alice pulls through the owner of a layer, so that it holds that layer and the others would ask it.
+    // alice pulls through the owner of a layer and of the manifest: it holds both, and the others would ask it for them.
+    const ownerOf = (digest: string) => byOwnership(cluster, digest)[0]!;
+    let image = makeImage({ layerSizes: [400_000, 60_000] });
+    for (let i = 0; i < 40 && ownerOf(image.digest) !== ownerOf(image.layers[0]!.digest); i++) image = makeImage({ layerSizes: [400_000, 60_000] });
+    assert.equal(ownerOf(image.digest), ownerOf(image.layers[0]!.digest), 'one member owns the manifest and a layer');
+    await privateRegistry.push('team/private', '1.0', image);
     const [alices, ...others] = byOwnership(cluster, image.layers[0]!.digest);
     await pullAndCheck(alices!, 'team/private:1.0', image, 'alice:wonderland');
 
@@ -295,5 +298,7 @@ describe('cluster end to end: pullthrough processes in front of one distribution
       }
       assert.equal(await metricValue(member.url, 'pullthrough_served_bytes_total'), 0, `${member.url} served no byte of it`);
     }
+    // The refusals and the owners' failed anonymous fills are nobody's answer for alice.
+    for (const member of others) await pullAndCheck(member, 'team/private:1.0', image, 'alice:wonderland');
   });
 });
