@@ -9,7 +9,7 @@ import { createCacheAdmin } from './cache/cache-admin.js';
 import { createClusterNode, type ClusterNode } from './cache/cluster.js';
 import { createCacheStatus } from './cache/cache-status.js';
 import { createServedHistory } from './cache/served-history.js';
-import { createManifestFill } from './cache/manifest-fill.js';
+import { createManifestFill, sharingDigestFetches } from './cache/manifest-fill.js';
 import { createPullThroughRegistry } from './cache/pull-through-registry.js';
 import { createStorageKeeper, type StorageKeeper } from './cache/storage-keeper.js';
 import { createTagTtlPolicy } from './cache/tag-freshness.js';
@@ -188,7 +188,7 @@ async function assemble(config: Config, deps: AppDeps, store: BlobStore, lock: S
   };
   const content = createContentStore({ files: store, index });
   const fills = createBlobFills({ fillTimeoutMs: config.cache.fillTimeoutMs, maxConcurrentFills: config.cache.maxConcurrentFills }, { content, space: keeper, metrics, logger, onCommit: evictSoon });
-  const manifests = createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes, readBudgetBytes: config.cache.manifestReadBytes }, { content, index, memory, metrics, logger });
+  const manifests = sharingDigestFetches(createManifestFill({ maxManifestBytes: config.cache.maxManifestBytes, readBudgetBytes: config.cache.manifestReadBytes }, { content, index, memory, metrics, logger }));
   const configuredCredentials = new Map<string, ConfiguredCredentials>();
   config.upstreams.forEach((upstream, i) => {
     if (!upstream.credentials) return;

@@ -9,6 +9,7 @@ import type { CachedManifest, ManifestCache } from '../storage/manifest-cache.js
 import type { MetadataIndex, RepositoryRecord } from '../storage/metadata-index.js';
 import type { Upstream } from '../upstream/upstream-client.js';
 import { UpstreamError } from '../upstream/upstream-error.js';
+import { SingleFlight } from './single-flight.js';
 
 /** Reads and fills manifests: memory, then disk, then the upstream (verified before stored). */
 export interface ManifestFill {
@@ -90,6 +91,27 @@ export function createManifestFill(
       const manifest = { digest, mediaType: response.mediaType, bytes: response.bytes };
       deps.memory.set(manifest);
       return manifest;
+    },
+  };
+}
+
+/**
+ * Manifests by digest are the same bytes whoever asks: concurrent fetches of one digest from one
+ * source with the same credentials share one upstream GET. In a cluster these are the owner's own
+ * client and the members asking it for the digest it owns (otherwise two GETs per manifest). The
+ * source is matched by identity: a member's peers-first source is never joined by a peer request,
+ * which goes to the upstream itself, so no request is passed on from member to member.
+ */
+export function sharingDigestFetches(fill: ManifestFill): ManifestFill {
+  const flights = new WeakMap<Upstream, SingleFlight<CachedManifest>>();
+  return {
+    local: (digest) => fill.local(digest),
+    fetch(upstream, link, reference, request) {
+      if (!request.expected) return fill.fetch(upstream, link, reference, request);
+      let running = flights.get(upstream);
+      if (!running) flights.set(upstream, (running = new SingleFlight()));
+      const key = `${link.upstream}/${link.repository}@${request.expected.value}|${request.credentials?.id ?? ''}`;
+      return running.run(key, () => fill.fetch(upstream, link, reference, request)).promise;
     },
   };
 }
