@@ -11,7 +11,7 @@ import { rendezvousOrder } from '../../src/upstream/cluster-members.js';
 import { skopeoCopy } from '../helpers/clients.js';
 import { startDistribution, type Distribution } from '../helpers/distribution.js';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
-import { blobsOf, makeImage, type ImageManifest } from '../helpers/images.js';
+import { blobsOf, makeImage, makeIndex, type ImageIndex, type ImageManifest } from '../helpers/images.js';
 import { freePort, startDaemon, waitUntil, type Daemon } from '../helpers/processes.js';
 import { metricValue } from '../helpers/pullthrough.js';
 
@@ -28,13 +28,13 @@ interface Member {
   readonly daemon: Daemon;
 }
 
-function assertSameImage(files: Map<string, Buffer>, image: ImageManifest, who: string): void {
+function assertSameImage(files: Map<string, Buffer>, image: ImageManifest | ImageIndex, who: string): void {
   assert.ok(files.get('manifest.json')?.equals(image.bytes), `${who}: the manifest has digest ${image.digest}`);
   for (const blob of blobsOf(image)) assert.ok(files.get(blob.digest.slice('sha256:'.length))?.equals(blob.bytes), `${who}: blob ${blob.digest} is exact`);
 }
 
-async function pullAndCheck(member: Member, reference: string, image: ImageManifest, creds?: string): Promise<void> {
-  const pulled = await skopeoCopy(`${member.host}/${reference}`, { tlsVerify: false, ...(creds && { creds }) });
+async function pullAndCheck(member: Member, reference: string, image: ImageManifest | ImageIndex, creds?: string): Promise<void> {
+  const pulled = await skopeoCopy(`${member.host}/${reference}`, { tlsVerify: false, all: 'images' in image, ...(creds && { creds }) });
   try {
     assertSameImage(pulled.files, image, member.url);
   } finally {
@@ -152,7 +152,7 @@ describe('cluster end to end: pullthrough processes in front of one distribution
   }
 
   /** Upstream GETs of each blob of `image` in `repository`, as distribution's access log counts them. */
-  function upstreamGets(registryUnderTest: Distribution, repository: string, image: ImageManifest): Map<string, number> {
+  function upstreamGets(registryUnderTest: Distribution, repository: string, image: ImageManifest | ImageIndex): Map<string, number> {
     const counts = new Map(blobsOf(image).map((blob) => [blob.digest, 0]));
     for (const served of registryUnderTest.served()) {
       const digest = served.path.slice(`/v2/${repository}/blobs/`.length);
@@ -162,7 +162,7 @@ describe('cluster end to end: pullthrough processes in front of one distribution
   }
 
   /** Exactly one upstream GET per blob; waits for the access log, which distribution writes as each answer ends. */
-  async function assertOneGetPerBlob(registryUnderTest: Distribution, repository: string, image: ImageManifest): Promise<void> {
+  async function assertOneGetPerBlob(registryUnderTest: Distribution, repository: string, image: ImageManifest | ImageIndex): Promise<void> {
     const fetched = () => [...upstreamGets(registryUnderTest, repository, image).values()].every((count) => count >= 1);
     await waitUntil(async () => fetched(), 'the access log to show every blob').catch(() => undefined);
     // A duplicate fetch still running would land in the log now.
@@ -184,6 +184,20 @@ describe('cluster end to end: pullthrough processes in front of one distribution
     let fromPeers = 0;
     for (const member of cluster) fromPeers += await metricValue(member.url, 'pullthrough_served_bytes_total', { source: 'peer' });
     assert.ok(fromPeers > 0, 'members served bytes they got from the owner');
+  });
+
+  it("a multi-platform index pulled through every member: each platform's manifest by digest and each blob come from the upstream once", async () => {
+    const index = makeIndex([makeImage({ layerSizes: [600_000, 30_000] }), makeImage({ layerSizes: [500_000], platform: { os: 'linux', architecture: 'arm64' } })]);
+    await registry.push('team/multi', '1.0', index);
+    const cluster = await startStaticCluster(3);
+    await Promise.all(cluster.map((member) => pullAndCheck(member, 'team/multi:1.0', index)));
+    await assertOneGetPerBlob(registry, 'team/multi', index);
+    const byDigest = (digest: string) => registry.served().filter((r) => r.method === 'GET' && r.path === `/v2/team/multi/manifests/${digest}`).length;
+    assert.deepEqual(
+      index.images.map((image) => byDigest(image.digest)),
+      index.images.map(() => 1),
+      'one upstream GET per platform manifest for the whole cluster',
+    );
   });
 
   it('with cache.prefetchBlobs, prefetch follows placement too: still one upstream GET per blob', async () => {
