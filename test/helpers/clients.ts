@@ -33,8 +33,15 @@ export async function skopeoCopy(source: string, options: { all?: boolean; regis
   if (options.creds) args.push('--src-creds', options.creds);
   if (options.all) args.push('--all');
   args.push(`docker://${source}`, `dir:${dir}`);
-  await runCommand('skopeo', args, { timeoutMs: 180_000 });
-  return { dir, files: await readDirImage(dir), cleanup: () => rm(work, { recursive: true, force: true }) };
+  const cleanup = () => rm(work, { recursive: true, force: true });
+  try {
+    await runCommand('skopeo', args, { timeoutMs: 180_000 });
+  } catch (err) {
+    // A refused pull (the tests expect many) leaves nothing behind in /tmp.
+    await cleanup();
+    throw err;
+  }
+  return { dir, files: await readDirImage(dir), cleanup };
 }
 
 export interface Containerd {
