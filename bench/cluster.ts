@@ -8,15 +8,16 @@
  * Env: BENCH_ROUNDS (3), BENCH_LAYERS_MIB (5,50,200), BENCH_KILL_AT (0.3 of the biggest layer).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { skopeoCopy } from '../test/helpers/clients.js';
 import { startDistribution, type Distribution } from '../test/helpers/distribution.js';
-import { OCI, sha256, type Blob, type ImageManifest } from '../test/helpers/images.js';
+import { sha256, type ImageManifest } from '../test/helpers/images.js';
 import { freePort, requireBinary, startDaemon, waitUntil, type Daemon } from '../test/helpers/processes.js';
 import { rendezvousOrder } from '../src/upstream/cluster-members.js';
+import { median, peakRssMiB, rawImage } from './fixtures.js';
 
 const MiB = 1024 * 1024;
 const MEMBERS = 4;
@@ -27,36 +28,6 @@ const KILL_AT = Number(process.env['BENCH_KILL_AT'] ?? 0.3);
 /** If the owner's fill is never seen that far (a fast machine), it is killed after this long anyway. */
 const KILL_DEADLINE_MS = 30_000;
 const SECRET = randomBytes(32).toString('hex');
-
-/** An image of incompressible layers, as bench/run.ts makes them. */
-function rawImage(layerMiB: readonly number[]): ImageManifest {
-  const layers: Blob[] = layerMiB.map((size) => {
-    const bytes = randomBytes(Math.round(size * MiB));
-    return { bytes, digest: sha256(bytes), mediaType: 'application/vnd.oci.image.layer.v1.tar' };
-  });
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }));
-  const configBlob = { bytes: config, digest: sha256(config), mediaType: OCI.config };
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI.manifest,
-      config: { mediaType: OCI.config, digest: configBlob.digest, size: config.length },
-      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.bytes.length })),
-    }),
-  );
-  return { bytes: manifest, digest: sha256(manifest), mediaType: OCI.manifest, config: configBlob, layers, platform: { os: 'linux', architecture: 'amd64' } };
-}
-
-async function peakRssMiB(pid: number | undefined): Promise<number> {
-  const status = pid ? await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '') : '';
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; value: T }> {
   const started = performance.now();

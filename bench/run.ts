@@ -10,10 +10,11 @@ import { tmpdir, cpus, totalmem } from 'node:os';
 import path from 'node:path';
 import { skopeoCopy } from '../test/helpers/clients.js';
 import { startDistribution } from '../test/helpers/distribution.js';
-import { OCI, sha256, type Blob, type ImageManifest } from '../test/helpers/images.js';
+import { OCI, sha256 } from '../test/helpers/images.js';
 import { freePort, requireBinary, startDaemon, waitUntil, type Daemon } from '../test/helpers/processes.js';
 import { closeDrainAgent, drain, drainInChild } from './drain.js';
 import { loadTest } from './load.js';
+import { imageOf, median, peakRssMiB, rawImage } from './fixtures.js';
 
 const MiB = 1024 * 1024;
 const LOAD_SECONDS = Number(process.env['BENCH_LOAD_SECONDS'] ?? 10);
@@ -40,36 +41,6 @@ interface Row {
   better: 'higher' | 'lower';
 }
 
-/** An image of incompressible layers (raw random bytes: nothing to gain from compression). */
-function rawImage(layerMiB: readonly number[]): ImageManifest {
-  return imageOf(
-    layerMiB.map((size) => {
-      const bytes = randomBytes(Math.round(size * MiB));
-      return { bytes, digest: sha256(bytes), mediaType: 'application/vnd.oci.image.layer.v1.tar' };
-    }),
-  );
-}
-
-function imageOf(layers: Blob[]): ImageManifest {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }));
-  const configBlob = { bytes: config, digest: sha256(config), mediaType: OCI.config };
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI.manifest,
-      config: { mediaType: OCI.config, digest: configBlob.digest, size: config.length },
-      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.bytes.length })),
-    }),
-  );
-  return { bytes: manifest, digest: sha256(manifest), mediaType: OCI.manifest, config: configBlob, layers, platform: { os: 'linux', architecture: 'amd64' } };
-}
-
-async function peakRssMiB(pid: number | undefined): Promise<number> {
-  if (!pid) return NaN;
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-}
-
 async function rssMiB(pid: number | undefined): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
@@ -86,12 +57,6 @@ async function cpuSeconds(pid: number | undefined): Promise<number> {
 /** Resets a process's peak RSS (VmHWM), so each phase's peak can be read on its own. */
 async function resetPeak(pid: number | undefined): Promise<void> {
   if (pid) await writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => undefined);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 async function timed<T>(work: () => Promise<T>): Promise<{ seconds: number; value: T }> {
