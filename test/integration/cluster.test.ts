@@ -129,23 +129,31 @@ describe('cluster: members share one upstream fetch per blob', () => {
     assert.equal(upstream.count('GET', `/v2/${REPO}/blobs/${blob.digest}`), 1);
   });
 
+  /**
+   * A pull through `asker` of a blob `owner` owns: the owner gets the first MiB of the upstream
+   * body and passes it on, then dies (its connections cut, as a kill would); resolves to what the
+   * asker's client got.
+   */
+  async function pullWhileOwnerDies(owner: RunningPullthrough, asker: RunningPullthrough, blob: { digest: string }) {
+    let release!: () => void;
+    upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 1024 * 1024, release: new Promise((resolve) => (release = resolve)) });
+    const pending = get(`${asker.url}/v2/${REPO}/blobs/${blob.digest}`);
+    const deadline = Date.now() + 10_000;
+    while ((await metricValue(owner.url, 'pullthrough_fills_in_flight').catch(() => 0)) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    upstream.setFault(blob.digest, undefined);
+    owner.app.server.closeAllConnections();
+    await owner.close();
+    release();
+    return pending;
+  }
+
   it('finishes a pull whose owner dies in the middle of the body, with the right bytes', async () => {
     await startCluster(3);
     const blob = makeRawBlob(4 * 1024 * 1024);
     upstream.addBlob(blob);
     const [owner, , asker] = byOwnership(blob.digest);
-    let release!: () => void;
-    upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 1024 * 1024, release: new Promise((resolve) => (release = resolve)) });
-    const pending = get(`${asker!.url}/v2/${REPO}/blobs/${blob.digest}`);
-    // The owner has the first MiB of the upstream body and passes it on; then it dies.
-    const deadline = Date.now() + 10_000;
-    while ((await metricValue(owner!.url, 'pullthrough_fills_in_flight').catch(() => 0)) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 100));
-    upstream.setFault(blob.digest, undefined);
-    owner!.app.server.closeAllConnections();
-    await owner!.close();
-    release();
-    const got = await pending;
+    const got = await pullWhileOwnerDies(owner!, asker!, blob);
     assert.equal(got.status, 200);
     assert.ok(got.body.equals(blob.bytes), 'the bytes after the cut came from another source');
   });
@@ -155,17 +163,7 @@ describe('cluster: members share one upstream fetch per blob', () => {
     const blob = makeRawBlob(4 * 1024 * 1024);
     upstream.addBlob(blob);
     const [owner, asker] = byOwnership(blob.digest);
-    let release!: () => void;
-    upstream.setFault(blob.digest, { type: 'gate', beforeBytes: 1024 * 1024, release: new Promise((resolve) => (release = resolve)) });
-    const pending = get(`${asker!.url}/v2/${REPO}/blobs/${blob.digest}`);
-    const deadline = Date.now() + 10_000;
-    while ((await metricValue(owner!.url, 'pullthrough_fills_in_flight').catch(() => 0)) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 100));
-    upstream.setFault(blob.digest, undefined);
-    owner!.app.server.closeAllConnections();
-    await owner!.close();
-    release();
-    const got = await pending;
+    const got = await pullWhileOwnerDies(owner!, asker!, blob);
     assert.equal(got.status, 200);
     assert.ok(got.body.equals(blob.bytes));
     const ranged = upstream.requests.filter((r) => r.method === 'GET' && r.path === `/v2/${REPO}/blobs/${blob.digest}` && r.headers.range !== undefined);
