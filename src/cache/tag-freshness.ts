@@ -41,9 +41,7 @@ export function isTagFresh(checkedAt: number, now: number, tagTtlMs: number): bo
  * (distribution's proxytagservice does the same on any error; we keep 404 and auth apart).
  */
 export function isUpstreamOutage(err: unknown): err is UpstreamError {
-  if (!(err instanceof UpstreamError)) return false;
-  if (err.kind === 'unreachable' || err.kind === 'timeout') return true;
-  return err.kind === 'status' && err.status !== undefined && (err.status === 429 || err.status >= 500);
+  return err instanceof UpstreamError && err.isOutage;
 }
 
 /** Why a cached answer is served stale: the upstream's failure, for the client's Warning header. */
